@@ -1,0 +1,5 @@
+import sys
+
+from guided.cli import main
+
+sys.exit(main())
