@@ -1,0 +1,162 @@
+"""`GuidanceConfig`: what steers each denoising step, and how hard.
+
+A plain dataclass (JSON via `dataclasses.asdict`) that validates itself on construction: a bad
+value raises `GuidedError` naming the field and the value, before any model loads.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+
+from guided.errors import GuidedError
+
+#: The terms of the objective, in the order they are reported.
+TERMS = ("clip_text", "clip_style", "gram", "content", "tv")
+MODES = ("fast", "full")
+FAST_DECODERS = ("auto", "tiny", "vae-lowres")
+
+#: Gatys et al. (2016): the first ReLU of each block carries the style statistics.
+DEFAULT_GRAM_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+#: Gatys et al. used conv4_2; the post-ReLU map is smoother to guide with and keeps the same layout.
+DEFAULT_CONTENT_LAYERS = ("relu4_2",)
+
+
+@dataclass
+class TermWindow:
+    """The denoising steps where a term is active: fractions `start`..`end` of the steps, every N.
+
+    Step `i` of `num_steps` (0-based) is active when `start <= i / num_steps < end` and it is a
+    multiple of `every` steps after the first step of the window. `end=1.0` includes the last step.
+    A window too narrow to hold any step of a short schedule is simply never active.
+    """
+
+    start: float = 0.0  # from the first step: guidance shapes the image while it is still noisy
+    end: float = 1.0  # to the last step: later unguided steps would undo part of the guidance
+    every: int = 1  # every step: cheaper schedules (every=2) halve the guidance cost
+
+    def validate(self, name: str = "window") -> None:
+        for key in ("start", "end"):
+            value = getattr(self, key)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+                raise GuidedError(f"`{name}.{key}` must be a fraction in [0, 1], got {value!r}")
+        if self.start > self.end:
+            raise GuidedError(f"`{name}.start` ({self.start!r}) must not be after `{name}.end` ({self.end!r})")
+        if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
+            raise GuidedError(f"`{name}.every` must be an integer >= 1, got {self.every!r}")
+
+    def active(self, step: int, num_steps: int) -> bool:
+        """Whether 0-based `step` of `num_steps` denoising steps falls in this window."""
+        if num_steps < 1 or not 0 <= step < num_steps:
+            return False
+        first = math.ceil(self.start * num_steps - 1e-9)
+        inside = first <= step and (step < self.end * num_steps - 1e-9 or self.end >= 1.0)
+        return inside and (step - first) % self.every == 0
+
+
+def _default_windows() -> dict[str, TermWindow]:
+    # Every term on every step. img2img at strength < 1 already skips the noisiest steps, so few
+    # steps remain, and a term switched off before the end is partly undone by the unguided rest.
+    return {name: TermWindow() for name in TERMS}
+
+
+@dataclass
+class GuidanceConfig:
+    """Weights, step windows and settings of the guidance objective.
+
+    With `normalize_gradients` (the default) every term's gradient w.r.t. the decoded image is
+    scaled to unit RMS before it is weighted, so a weight is the size of that term's push per
+    pixel: weights compare across terms (whose raw losses differ by orders of magnitude) and across
+    resolutions (RMS does not grow with the pixel count).
+    """
+
+    # Weights (0 turns a term off). Sizes relative to each other under unit-RMS normalisation.
+    clip_text: float = 1.0  # the prompt is the main request of a stylization
+    clip_style: float = 0.5  # CLIP's view of the painting: half the prompt, the Gram term carries texture
+    gram: float = 1.0  # the painting's textures and colours, as strong as the prompt
+    content: float = 0.5  # the photo's layout: img2img already starts from it, so a lighter hold
+    tv: float = 0.1  # a light smoothness prior against the high-frequency noise guidance can add
+    windows: dict[str, TermWindow] = field(default_factory=_default_windows)
+    # Unit-RMS gradient per term before weighting (see the class docstring). Off: one backward of
+    # the weighted sum, cheaper, but weights must then be tuned to each loss's raw scale.
+    normalize_gradients: bool = True
+    cutouts: int = 4  # random crops seen by CLIP: fewer adversarial gradients than one view, 4 keeps CPU cost low
+    cutout_augment: bool = True  # flips and noise on the cutouts: CLIP gradients become less adversarial
+    mode: str = "fast"  # no UNet backward: the cost target of the project (full backprop costs several ×)
+    fast_decoder: str = "auto"  # AutoencoderTiny where its weights are present, else the VAE at low resolution
+    loss_size: int = 224  # CLIP's input size and VGG's training scale; VGG cost grows with its pixels
+    gram_layers: tuple[str, ...] = DEFAULT_GRAM_LAYERS  # see DEFAULT_GRAM_LAYERS
+    content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS  # see DEFAULT_CONTENT_LAYERS
+    seed: int | None = 0  # cutout randomness; an int makes guided runs reproducible, None draws fresh
+
+    def __post_init__(self) -> None:
+        # JSON round trips give lists and dicts; accept them so asdict -> from_dict is lossless.
+        self.gram_layers = tuple(self.gram_layers)
+        self.content_layers = tuple(self.content_layers)
+        windows = dict(_default_windows())
+        for name, window in (self.windows or {}).items():
+            windows[name] = TermWindow(**window) if isinstance(window, dict) else window
+        self.windows = windows
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise `GuidedError` naming the first field with a bad value."""
+        for name in TERMS:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise GuidedError(f"`{name}` weight must be a finite number >= 0, got {value!r}")
+        for name, window in self.windows.items():
+            if name not in TERMS:
+                raise GuidedError(f"`windows` has unknown term {name!r}; terms are {', '.join(TERMS)}")
+            if not isinstance(window, TermWindow):
+                raise GuidedError(f"`windows[{name!r}]` must be a TermWindow, got {type(window).__name__}")
+            window.validate(f"windows[{name!r}]")
+        if self.mode not in MODES:
+            raise GuidedError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}")
+        if self.fast_decoder not in FAST_DECODERS:
+            raise GuidedError(f"`fast_decoder` must be one of {', '.join(FAST_DECODERS)}, got {self.fast_decoder!r}")
+        if isinstance(self.cutouts, bool) or not isinstance(self.cutouts, int) or self.cutouts < 0:
+            raise GuidedError(f"`cutouts` must be an integer >= 0, got {self.cutouts!r}")
+        if isinstance(self.loss_size, bool) or not isinstance(self.loss_size, int) or not 32 <= self.loss_size <= 4096:
+            raise GuidedError(f"`loss_size` must be an integer number of pixels in 32..4096, got {self.loss_size!r}")
+        for key in ("gram_layers", "content_layers"):
+            layers = getattr(self, key)
+            if not layers or not all(isinstance(x, str) and x for x in layers):
+                raise GuidedError(f"`{key}` must be a non-empty list of VGG layer names, got {layers!r}")
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
+            raise GuidedError(f"`seed` must be an integer or None, got {self.seed!r}")
+        for key in ("normalize_gradients", "cutout_augment"):
+            if not isinstance(getattr(self, key), bool):
+                raise GuidedError(f"`{key}` must be true or false, got {getattr(self, key)!r}")
+
+    @staticmethod
+    def term_names() -> tuple[str, ...]:
+        return TERMS
+
+    def weight(self, name: str) -> float:
+        if name not in TERMS:
+            raise GuidedError(f"unknown guidance term {name!r}; terms are {', '.join(TERMS)}")
+        return float(getattr(self, name))
+
+    def weights(self) -> dict[str, float]:
+        return {name: self.weight(name) for name in TERMS}
+
+    def active_terms(self, step: int, num_steps: int) -> list[str]:
+        """Terms with a weight > 0 whose window holds 0-based `step` of `num_steps`."""
+        return [n for n in TERMS if self.weight(n) > 0 and self.windows[n].active(step, num_steps)]
+
+    def replace(self, **changes) -> GuidanceConfig:
+        """A validated copy with some fields changed."""
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (same as `dataclasses.asdict`)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GuidanceConfig:
+        """Inverse of `to_dict`; unknown keys are an error naming them."""
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise GuidedError(f"unknown guidance setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
+        return cls(**data)

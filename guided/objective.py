@@ -1,0 +1,323 @@
+"""The guidance objective: CLIP text/style, VGG Gram and content, total variation, on an image.
+
+`GuidedObjective` precomputes its targets once, then gives per-term values (`terms`), the
+gradient of the weighted objective w.r.t. the image at a denoising step (`image_gradient`), and
+the unweighted value of every term it can measure (`final_losses`). Pure torch: the diffusers
+pipeline turns the image gradient into a latent update.
+
+Terms (lower is better; each a mean over the batch):
+    clip_text   spherical distance between CLIP(image views) and CLIP(prompt)
+    clip_style  spherical distance between CLIP(image views) and the weighted, renormalised mean of
+                CLIP(style images)
+    gram        mean over `gram_layers` of MSE(Gram(VGG_l(image)), sum_i w_i Gram(VGG_l(style_i)))
+    content     mean over `content_layers` of MSE(VGG_l(image), VGG_l(content image))
+    tv          total variation of the image at its own resolution
+CLIP and VGG see the image resized to `loss_size` on its long side (aspect kept); style and
+content targets are computed at that same scale, since Gram statistics depend on scale.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from guided.config import TERMS, GuidanceConfig
+from guided.errors import GuidedError
+from guided.losses import blended_gram_targets, content_loss, gram_loss, spherical_distance, tv_loss
+
+if TYPE_CHECKING:
+    from guided.clip import ClipGuide
+    from guided.vgg import VGGFeatures
+
+#: Which model each term needs, and what it needs as a target.
+TERM_MODEL = {"clip_text": "clip", "clip_style": "clip", "gram": "vgg", "content": "vgg", "tv": None}
+TERM_TARGET = {"clip_text": "prompt", "clip_style": "style image", "gram": "style image",
+               "content": "content image", "tv": None}
+_EPS = 1e-12
+
+
+@dataclass
+class GuidanceModels:
+    """The networks guidance needs; any may be None when no active term uses it.
+
+    `tiny_decoder` is a diffusers `AutoencoderTiny`-like module (`.decode(latents).sample`) that
+    the pipeline's fast mode decodes through; the objective only carries it.
+    """
+
+    clip: ClipGuide | None = None
+    vgg: VGGFeatures | None = None
+    tiny_decoder: nn.Module | None = None
+    info: dict = field(default_factory=dict)
+
+    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> GuidanceModels:
+        """Move every model (in place) to `device` (and `dtype`); returns self."""
+        for module in (self.clip, self.vgg, self.tiny_decoder):
+            if module is not None:
+                module.to(device=device, dtype=dtype) if dtype is not None else module.to(device)
+        return self
+
+    def describe(self) -> dict:
+        """What each model is (name, source, random flag), for output metadata."""
+        out = dict(self.info)
+        if self.clip is not None:
+            out.setdefault("clip", dict(self.clip.info))
+        if self.vgg is not None:
+            out.setdefault("vgg", {"arch": self.vgg.arch})
+        return out
+
+
+def _as_image(image: Tensor, what: str) -> Tensor:
+    """A (1, 3, H, W) float32 image in [0, 1], or a GuidedError naming `what`."""
+    if not isinstance(image, Tensor):
+        raise GuidedError(f"`{what}` must be a tensor (1, 3, H, W) in [0, 1], got {type(image).__name__}")
+    x = image.unsqueeze(0) if image.ndim == 3 else image
+    if x.ndim != 4 or x.shape[0] != 1 or x.shape[1] != 3 or min(x.shape[-2:]) < 8:
+        raise GuidedError(f"`{what}` must have shape (1, 3, H, W) with H, W >= 8, got {tuple(image.shape)}")
+    x = x.detach().float()
+    if not torch.isfinite(x).all():
+        raise GuidedError(f"`{what}` holds NaN or inf values")
+    if x.min() < -1e-3 or x.max() > 1 + 1e-3:
+        raise GuidedError(f"`{what}` must hold values in [0, 1], got {x.min().item():.3g}..{x.max().item():.3g}")
+    return x
+
+
+def loss_view(image: Tensor, loss_size: int) -> Tensor:
+    """`image` resized (differentiably) so its long side is `loss_size`, aspect kept."""
+    h, w = image.shape[-2:]
+    scale = loss_size / max(h, w)
+    size = (max(16, round(h * scale)), max(16, round(w * scale)))
+    if size == (h, w):
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _blend_weights(weights: Sequence[float] | None, n: int) -> list[float]:
+    if weights is None:
+        return [1.0] * n
+    weights = [float(w) for w in weights]
+    if len(weights) != n:
+        raise GuidedError(f"`style_weights` has {len(weights)} entries for {n} style images")
+    if any(w < 0 or w != w for w in weights) or sum(weights) <= 0:
+        raise GuidedError(f"`style_weights` must be >= 0 with a positive sum, got {weights}")
+    return weights
+
+
+class GuidedObjective:
+    """The weighted guidance objective with its targets; see the module docstring for the terms.
+
+    Terms with a weight > 0 but no target (no prompt, no style or content image) are dropped and
+    noted in `notes`; a term with a target whose model is missing is an error when weighted and
+    simply not measured otherwise.
+    """
+
+    def __init__(self, config: GuidanceConfig, models: GuidanceModels, *, prompt: str | None = None,
+                 style_images: Sequence[Tensor] = (), style_weights: Sequence[float] | None = None,
+                 content_image: Tensor | None = None):
+        config.validate()
+        self.config = config
+        self.models = models
+        self.notes: list[str] = []
+        self.truncation: list[dict] = []
+        self.prompt = prompt.strip() if isinstance(prompt, str) and prompt.strip() else None
+        styles = [_as_image(s, f"style_images[{i}]") for i, s in enumerate(style_images)]
+        self.style_weights = _blend_weights(style_weights, len(styles)) if styles else []
+        self.content_image = _as_image(content_image, "content_image") if content_image is not None else None
+        self.available_terms = self._select_terms(bool(self.prompt), bool(styles), self.content_image is not None)
+        self._generator = torch.Generator()
+        if config.seed is None:
+            self._generator.seed()
+        else:
+            self._generator.manual_seed(config.seed)
+        self._content_cache: dict[tuple[int, int], dict[str, Tensor]] = {}
+        with torch.no_grad(), _float32(self._device()):
+            self._precompute(styles)
+
+    # -- construction -------------------------------------------------------------------------
+
+    def _select_terms(self, has_prompt: bool, has_style: bool, has_content: bool) -> tuple[str, ...]:
+        has_target = {"clip_text": has_prompt, "clip_style": has_style, "gram": has_style,
+                      "content": has_content, "tv": True}
+        available = []
+        for name in TERMS:
+            weight = self.config.weight(name)
+            if not has_target[name]:
+                if weight > 0:
+                    self.notes.append(f"{name}: weight {weight:g} but no {TERM_TARGET[name]}; term dropped")
+                continue
+            model = TERM_MODEL[name]
+            if model is not None and getattr(self.models, model) is None:
+                if weight > 0:
+                    raise GuidedError(f"guidance term `{name}` has weight {weight:g} but no {model.upper()} model "
+                                      f"was given (`guidance_models.{model}` is None)")
+                self.notes.append(f"{name}: no {model.upper()} model; not measured")
+                continue
+            available.append(name)
+        return tuple(available)
+
+    def _device(self) -> torch.device:
+        for module in (self.models.clip, self.models.vgg):
+            if module is not None:
+                for tensor in list(module.parameters()) + list(module.buffers()):
+                    return tensor.device
+        return torch.device("cpu")
+
+    def _vgg(self, image: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
+        vgg = self.models.vgg
+        dtype = next(vgg.parameters()).dtype
+        return vgg(image.to(dtype), list(dict.fromkeys(layers)))
+
+    def _precompute(self, styles: list[Tensor]) -> None:
+        device, size = self._device(), self.config.loss_size
+        self.text_target: Tensor | None = None
+        self.style_target: Tensor | None = None
+        self.gram_targets: dict[str, Tensor] = {}
+        if "clip_text" in self.available_terms:
+            self.text_target = self.models.clip.encode_text([self.prompt])
+            self.truncation = list(self.models.clip.last_truncation)
+            for t in self.truncation:
+                self.notes.append(f"clip_text: prompt truncated to {t['context_length']} tokens (it has {t['tokens']})")
+        views = [loss_view(s.to(device), size) for s in styles]
+        if "clip_style" in self.available_terms:
+            embeds = torch.cat([self.models.clip.encode_image(v) for v in views])
+            w = torch.tensor(self.style_weights, device=embeds.device).view(-1, 1)
+            self.style_target = F.normalize((w * embeds).sum(0, keepdim=True), dim=-1)
+        if "gram" in self.available_terms:
+            feats = [self._vgg(v, self.config.gram_layers) for v in views]
+            self.gram_targets = blended_gram_targets(feats, self.style_weights, list(self.config.gram_layers))
+
+    def _content_target(self, size: tuple[int, int], device: torch.device) -> dict[str, Tensor]:
+        if size not in self._content_cache:
+            with torch.no_grad():
+                image = F.interpolate(self.content_image.to(device), size=size, mode="bilinear",
+                                      align_corners=False, antialias=True)
+                self._content_cache[size] = {k: v.float() for k, v in self._vgg(image, self.config.content_layers).items()}
+        return self._content_cache[size]
+
+    # -- evaluation ---------------------------------------------------------------------------
+
+    def terms(self, image01: Tensor, names: Iterable[str] | None = None, *,
+              generator: torch.Generator | None = None, augment: bool | None = None) -> dict[str, Tensor]:
+        """Unweighted float32 value of each named term (default: all available), differentiable.
+
+        One CLIP pass serves both CLIP terms and one VGG pass serves `gram` and `content`.
+        `generator`/`augment` override the objective's cutout generator and `cutout_augment`.
+        """
+        names = list(self.available_terms if names is None else names)
+        for name in names:
+            if name not in self.available_terms:
+                raise GuidedError(f"guidance term {name!r} is not available here; available: "
+                                  f"{', '.join(self.available_terms) or 'none'}")
+        if image01.ndim != 4 or image01.shape[1] != 3:
+            raise GuidedError(f"`image01` must be (B, 3, H, W), got shape {tuple(image01.shape)}")
+        cfg, out = self.config, {}
+        with _float32(image01.device):
+            x = image01.float()
+            view = loss_view(x, cfg.loss_size) if any(n != "tv" for n in names) else x
+            if {"clip_text", "clip_style"} & set(names):
+                emb = self.models.clip.encode_image(
+                    view, cutouts=cfg.cutouts, generator=generator or self._generator,
+                    augment=cfg.cutout_augment if augment is None else augment)
+                if "clip_text" in names:
+                    out["clip_text"] = spherical_distance(emb, self.text_target.to(emb.device)).mean()
+                if "clip_style" in names:
+                    out["clip_style"] = spherical_distance(emb, self.style_target.to(emb.device)).mean()
+            if {"gram", "content"} & set(names):
+                layers = (cfg.gram_layers if "gram" in names else ()) + (cfg.content_layers if "content" in names else ())
+                feats = self._vgg(view, layers)
+                if "gram" in names:
+                    out["gram"] = torch.stack([gram_loss(feats[layer], self.gram_targets[layer].to(view.device))
+                                               for layer in cfg.gram_layers]).mean()
+                if "content" in names:
+                    target = self._content_target(tuple(view.shape[-2:]), view.device)
+                    out["content"] = torch.stack([content_loss(feats[layer], target[layer])
+                                                  for layer in cfg.content_layers]).mean()
+            if "tv" in names:
+                out["tv"] = tv_loss(x)
+        return {name: out[name] for name in names}
+
+    def image_gradient(self, image01: Tensor, *, step: int, num_steps: int) -> tuple[Tensor, dict[str, float], list[str]]:
+        """Gradient w.r.t. `image01` of the weighted objective at 0-based `step` of `num_steps`.
+
+        Returns (gradient, same shape as `image01`, float32; {term: unweighted value}; notes).
+        Descending it (image - lr * gradient) lowers the objective. With `normalize_gradients`
+        each term's gradient is scaled to unit RMS per image before weighting, so a single term's
+        weighted gradient has RMS equal to its weight. A term whose gradient is not finite is
+        skipped and noted; no active term gives zeros.
+        """
+        active = [n for n in self.config.active_terms(step, num_steps) if n in self.available_terms]
+        total = torch.zeros(image01.shape, dtype=torch.float32, device=image01.device)
+        if not active:
+            return total, {}, []
+        notes: list[str] = []
+        with torch.enable_grad():
+            x = image01.detach().float().requires_grad_(True)
+            values = self.terms(x, active)
+            if self.config.normalize_gradients:
+                grads = self._per_term_grads(x, values, active)
+            else:
+                loss = sum(self.config.weight(n) * values[n] for n in active)
+                (g,) = torch.autograd.grad(loss, x, allow_unused=True)
+                grads = None if g is not None and not torch.isfinite(g).all() else {"all": g}
+                if grads is None:  # find the culprit on a fresh graph; a rare path
+                    values = self.terms(x, active)
+                    grads = self._per_term_grads(x, values, active)
+        for name, g in grads.items():
+            if g is None:
+                continue
+            if not torch.isfinite(g).all():
+                notes.append(f"{name}: non-finite gradient, skipped")
+                continue
+            if self.config.normalize_gradients:
+                rms = g.pow(2).mean(dim=tuple(range(1, g.ndim)), keepdim=True).sqrt()
+                g = self.config.weight(name) * g / (rms + _EPS)
+            elif name != "all":
+                g = self.config.weight(name) * g
+            total += g
+        floats = {n: float(v.detach()) for n, v in values.items()}
+        notes += [f"{n}: non-finite value {v}" for n, v in floats.items() if v != v or abs(v) == float("inf")]
+        return total.detach(), floats, notes
+
+    @staticmethod
+    def _per_term_grads(x: Tensor, values: dict[str, Tensor], names: list[str]) -> dict[str, Tensor | None]:
+        grads = {}
+        for i, name in enumerate(names):
+            value = values[name]
+            if not value.requires_grad:
+                grads[name] = None
+                continue
+            (grads[name],) = torch.autograd.grad(value, x, retain_graph=i < len(names) - 1, allow_unused=True)
+        return grads
+
+    def final_losses(self, image01: Tensor) -> dict[str, float]:
+        """Unweighted value of every available term, whatever the weights, without gradients.
+
+        CLIP sees the same cutouts on every call (drawn from a fixed seed, no augmentation noise),
+        so two images are measured on identical views.
+        """
+        seed = self.config.seed if self.config.seed is not None else 0
+        with torch.no_grad():
+            values = self.terms(image01, self.available_terms, generator=torch.Generator().manual_seed(seed),
+                                augment=False)
+        return {name: float(v) for name, v in values.items()}
+
+
+class _float32:
+    """Autocast off: CLIP similarities, Gram matrices and losses run in float32."""
+
+    def __init__(self, device: torch.device | str):
+        kind = torch.device(device).type
+        self._ctx = torch.autocast(device_type=kind, enabled=False) if kind in ("cpu", "cuda", "xpu", "mps") else None
+
+    def __enter__(self):
+        if self._ctx is not None:
+            self._ctx.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self._ctx is not None:
+            return self._ctx.__exit__(*exc)
+        return False
