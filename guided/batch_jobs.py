@@ -1,0 +1,144 @@
+"""The jobs of `guided batch`: classic Gatys style transfer and guided Stable Diffusion stylization.
+
+Each job validates its options when built (a mistake fails before any model loads), loads its
+models once per process in `load()`, and stylizes one image per `run()`. `params(label)` lists
+everything that changes an output, style images by content hash, so that a rerun redoes exactly
+the items whose parameters changed.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from guided.errors import GuidedError
+
+
+def _file_hash(path: str | Path, what: str) -> str:
+    from guided.weights import sha256_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise GuidedError(f"{what} '{path}' does not exist")
+    return sha256_file(path)
+
+
+def _hashed_sources(sources: list[str], what: str) -> list[dict]:
+    return [{"path": str(s), "sha256": _file_hash(s, what)} for s in sources]
+
+
+@dataclass
+class GatysJob:
+    """Classic neural style transfer (`guided.gatys.stylize`) on every image, one output per preset."""
+
+    styles: list[str]
+    presets: tuple[str, ...] | None = None  # None: the API's default preset, outputs labelled "gatys"
+    # Keyword options of `guided.gatys.stylize`; None means "the preset's value".
+    options: dict = field(default_factory=dict)
+    backbone: str | None = None
+    seed: int = 0
+    device: str | None = None
+    method: str = "gatys"
+
+    def __post_init__(self) -> None:
+        import inspect
+
+        from guided.gatys import stylize
+        from guided.gatys_presets import get_preset, override
+
+        if not self.styles:
+            raise GuidedError("`--style` is required with --method gatys: give at least one style image")
+        blend = self.options.get("style_weights")
+        if blend is not None and len(blend) != len(self.styles):
+            raise GuidedError(f"`--style-weights` has {len(blend)} entries for {len(self.styles)} style image(s)")
+        # Fail on a bad preset or option now, before any model loads or any item runs.
+        default = inspect.signature(stylize).parameters["preset"].default
+        for name in self.presets or (default,):
+            override(get_preset(name), **{k: v for k, v in self.options.items() if k in _PRESET_FIELDS})
+        self.labels = tuple(self.presets) if self.presets else (self.method,)
+        self._style_hashes = _hashed_sources(self.styles, "style image")
+        self._backbone_id = self._identify_backbone()
+        self._net = None
+        self._info = None
+        self._style_images = None
+
+    def _identify_backbone(self) -> dict:
+        from guided.weights import ENV_VGG_WEIGHTS
+
+        name = self.backbone or os.environ.get(ENV_VGG_WEIGHTS) or "vgg19"
+        path = Path(name).expanduser()
+        if path.is_file():
+            return {"file": str(path), "sha256": _file_hash(path, "`--backbone` file")}
+        return {"name": name}
+
+    def params(self, label: str) -> dict:
+        return {"preset": None if label == self.method else label, "options": self.options,
+                "backbone": self._backbone_id, "seed": self.seed, "styles": self._style_hashes}
+
+    def load(self) -> None:
+        from guided.imageio import load_image
+        from guided.vgg import resolve_backbone
+
+        self._net, self._info = resolve_backbone(self.backbone, seed=self.seed)
+        self._style_images = [load_image(s, what="style image") for s in self.styles]
+
+    def run(self, image, label: str):
+        from guided.gatys import stylize
+
+        preset = {} if label == self.method else {"preset": label}
+        result = stylize(image, self._style_images, backbone=self._net, seed=self.seed, device=self.device,
+                         progress=False, **preset, **self.options)
+        metadata = dict(result.metadata)
+        # The network was handed over as a module; record where its weights really came from.
+        metadata.setdefault("models", {})
+        metadata["models"] = {**metadata["models"], "backbone": {**asdict(self._info),
+                                                                  "description": self._info.describe()}}
+        metadata["random_backbone"] = self._info.random
+        metadata["styles"] = self._style_hashes
+        return result.image, metadata
+
+
+_PRESET_FIELDS = {"size", "iterations", "optimizer", "mixed_precision", "original_colors"}
+
+
+@dataclass
+class StylizeJob:
+    """Guided Stable Diffusion img2img (`guided.stylize.Stylizer`) on every image, one output per preset."""
+
+    # Keyword arguments of `Stylizer.run` (prompt, style, strength, steps, guidance, seed, ...).
+    run_options: dict
+    # Keyword arguments of `Stylizer.load` (models, scheduler, device, mixed_precision).
+    load_options: dict
+    presets: tuple[str, ...] | None = None
+    method: str = "stylize"
+
+    def __post_init__(self) -> None:
+        self.labels = tuple(self.presets) if self.presets else (self.method,)
+        styles = self.run_options.get("style") or ()
+        styles = [styles] if isinstance(styles, (str, Path)) else list(styles)
+        self._style_hashes = _hashed_sources([str(s) for s in styles], "style image")
+        self._stylizer = None
+
+    def params(self, label: str) -> dict:
+        options = {k: v for k, v in self.run_options.items() if k not in ("style", "preset")}
+        return {"preset": None if label == self.method else label, "run": options, "load": self.load_options,
+                "styles": self._style_hashes}
+
+    def load(self) -> None:
+        try:
+            from guided.stylize import Stylizer
+        except ModuleNotFoundError as exc:
+            if exc.name != "guided.stylize":
+                raise
+            raise GuidedError("--method stylize is not available yet in this version (guided.stylize "
+                              "is missing); use --method gatys") from None
+        self._stylizer = Stylizer.load(**self.load_options)
+
+    def run(self, image, label: str):
+        options = dict(self.run_options)
+        if label != self.method:
+            options["preset"] = label
+        result = self._stylizer.run(image, **options)
+        metadata = dict(result.metadata)
+        metadata["styles"] = self._style_hashes
+        return result.image, metadata
