@@ -171,9 +171,9 @@ def cached_clip_weights(name: str, pretrained: str) -> tuple[Path | None, list[s
     if repo:
         from huggingface_hub import constants, try_to_load_from_cache
 
+        looked.append(f"Hugging Face cache {constants.HF_HUB_CACHE} ({repo}: {' or '.join(files)})")
         for filename in files:
             found = try_to_load_from_cache(repo, filename)
-            looked.append(f"{constants.HF_HUB_CACHE} (hub repo {repo}, file {filename})")
             if isinstance(found, str) and os.path.isfile(found):
                 return Path(found), looked
     if url:

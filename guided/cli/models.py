@@ -1,0 +1,48 @@
+"""`guided models`: what each feature needs and whether it is on this machine (no network)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "models", help="list the model weights each feature needs and which are present",
+        description="List the model weights each feature (stylize, gatys, compare) needs, whether "
+                    "they are on this machine and how to get the missing ones. Looks only at local "
+                    "caches and files: never uses the network.")
+    parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from guided.hub import model_status
+
+    rows = model_status()
+    if args.json:
+        json.dump(rows, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write("\n".join(format_rows(rows)) + "\n")
+    return 0
+
+
+def format_rows(rows: list[dict]) -> list[str]:
+    """A table (feature, component, status, where) followed by how to get what is missing."""
+    table = [("FEATURE", "COMPONENT", "STATUS", "WHERE")]
+    for row in rows:
+        status = "present" if row["present"] else ("MISSING" if row["required"] else "missing (optional)")
+        table.append((row["feature"], row["component"], status, row["where"]))
+    widths = [max(len(r[i]) for r in table) for i in range(3)]
+    lines = ["  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(r)) for r in table]
+    missing = [row for row in rows if not row["present"]]
+    if missing:
+        lines += ["", "How to get what is missing:"]
+        seen = set()
+        for row in missing:
+            if row["how"] in seen:
+                continue
+            seen.add(row["how"])
+            lines.append(f"- {row['component']}: {row['how']}")
+    return lines

@@ -1,0 +1,189 @@
+"""Where Hub-style model folders come from: a local folder, the local Hugging Face cache, or (online
+only) a download. And `model_status()`: what each feature needs and whether it is on this machine.
+
+Checking never touches the network: cache lookups use `local_files_only`. With `HF_HUB_OFFLINE`
+(or `GUIDED_OFFLINE`) set, nothing is downloaded; missing weights raise `WeightsNotFoundError`
+listing what is missing and how to get it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from guided.errors import GuidedError, WeightsNotFoundError
+from guided.weights import ENV_VGG_WEIGHTS, offline, torch_hub_checkpoint
+
+DEFAULT_SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
+DEFAULT_TINY_DECODER = "madebyollin/taesd"
+# Files a diffusers Stable Diffusion folder needs; "a|b" means either file.
+SD_REQUIRED_FILES = [
+    "model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
+    "text_encoder/config.json", "text_encoder/model.safetensors|text_encoder/pytorch_model.bin",
+    "unet/config.json", "unet/diffusion_pytorch_model.safetensors|unet/diffusion_pytorch_model.bin",
+    "vae/config.json", "vae/diffusion_pytorch_model.safetensors|vae/diffusion_pytorch_model.bin",
+]
+TINY_DECODER_REQUIRED_FILES = ["config.json", "diffusion_pytorch_model.safetensors|diffusion_pytorch_model.bin"]
+# Never downloaded: other frameworks' copies, single-file checkpoints, half-precision and EMA variants.
+_IGNORE = ["*.ckpt", "*.msgpack", "*.h5", "*.onnx", "*.onnx_data", "*.pb", "*.fp16.*", "*non_ema*", "*.emaonly.*"]
+
+
+def how_to_get(repo_id: str) -> str:
+    return (f"On a machine with internet run `hf download {repo_id}` (or `huggingface-cli download {repo_id}`) "
+            f"and copy the Hugging Face cache (~/.cache/huggingface/hub) here, or pass a local folder instead")
+
+
+def missing_files(folder: Path, required: list[str] | None) -> list[str]:
+    """Entries of `required` (with "a|b" alternatives) that `folder` does not hold."""
+    return [entry for entry in required or [] if not any((folder / alt).is_file() for alt in entry.split("|"))]
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or "\\" in name or name.count("/") > 1
+
+
+def cached_snapshot(repo_id: str, *, cache_dir: str | Path | None = None) -> Path | None:
+    """The cached snapshot folder of `repo_id` (its `main` revision), or None; no network."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(repo_id, cache_dir=cache_dir, local_files_only=True))
+    except (LocalEntryNotFoundError, FileNotFoundError, HFValidationError, OSError):
+        return None
+
+
+def _cache_root(cache_dir: str | Path | None) -> str:
+    if cache_dir is not None:
+        return str(cache_dir)
+    from huggingface_hub import constants
+
+    return str(constants.HF_HUB_CACHE)
+
+
+def _download(repo_id: str, cache_dir: str | Path | None, what: str) -> Path:
+    """Download the snapshot, skipping .bin files where a .safetensors sits beside them."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    try:
+        files = HfApi().list_repo_files(repo_id)
+        safe_dirs = {os.path.dirname(f) for f in files if f.endswith(".safetensors")}
+        ignore = _IGNORE + [f for f in files if f.endswith(".bin") and os.path.dirname(f) in safe_dirs]
+        return Path(snapshot_download(repo_id, cache_dir=cache_dir, ignore_patterns=ignore))
+    except Exception as exc:
+        raise WeightsNotFoundError(f"{what} '{repo_id}' could not be downloaded ({type(exc).__name__}: {exc}). "
+                                   f"{how_to_get(repo_id)}") from None
+
+
+def resolve_model_dir(repo_id_or_path: str | Path, *, what: str, required_files: list[str] | None = None,
+                      cache_dir: str | Path | None = None, allow_download: bool = True) -> Path:
+    """A local folder holding the model `repo_id_or_path` (`what` names it in errors).
+
+    A local folder is used as is. A Hub id is looked up in the local Hugging Face cache; when it
+    is not there (or lacks one of `required_files`), it is downloaded only if downloads are
+    allowed and `HF_HUB_OFFLINE`/`GUIDED_OFFLINE` is not set. Otherwise `WeightsNotFoundError`.
+    """
+    name = str(repo_id_or_path)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        missing = missing_files(path, required_files)
+        if missing:
+            raise WeightsNotFoundError(f"{what} folder '{path}' lacks {', '.join(m.replace('|', ' or ') for m in missing)}")
+        return path
+    if path.exists():
+        raise GuidedError(f"{what} '{path}' is a file; expected a model folder or a Hub repository id")
+    if _looks_like_path(name):
+        raise WeightsNotFoundError(f"{what} folder '{path}' does not exist")
+    from huggingface_hub.utils import validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except Exception:
+        raise GuidedError(f"{what} {name!r} is neither an existing folder nor a Hub repository id") from None
+    snapshot = cached_snapshot(name, cache_dir=cache_dir)
+    missing = missing_files(snapshot, required_files) if snapshot else ["the whole repository"]
+    if not missing:
+        return snapshot
+    where = f"looked in the Hugging Face cache {_cache_root(cache_dir)}"
+    detail = f"{what} '{name}' is not on this machine ({where}; missing: " \
+             f"{', '.join(m.replace('|', ' or ') for m in missing)})"
+    if offline() or not allow_download:
+        reason = "downloads are off (HF_HUB_OFFLINE/GUIDED_OFFLINE)" if offline() else "downloads are not allowed here"
+        raise WeightsNotFoundError(f"{detail}; {reason}. {how_to_get(name)}")
+    folder = _download(name, cache_dir, what)
+    still = missing_files(folder, required_files)
+    if still:
+        raise WeightsNotFoundError(f"{what} '{name}' was downloaded but lacks {', '.join(still)}")
+    return folder
+
+
+# -- what each feature needs -----------------------------------------------------------------
+
+def _repo_row(feature: str, component: str, repo: str, required: list[str], how: str, needed: bool,
+              cache_dir: str | Path | None) -> dict:
+    snapshot = cached_snapshot(repo, cache_dir=cache_dir)
+    missing = missing_files(snapshot, required) if snapshot else ["the whole repository"]
+    return {"feature": feature, "component": component, "source": repo, "present": not missing,
+            "where": str(snapshot) if snapshot else f"Hugging Face cache {_cache_root(cache_dir)}",
+            "missing": [m.replace("|", " or ") for m in missing], "how": how, "required": needed}
+
+
+def _file_row(feature: str, component: str, source: str, path: Path, how: str, needed: bool) -> dict:
+    present = path.is_file()
+    return {"feature": feature, "component": component, "source": source, "present": present,
+            "where": str(path), "missing": [] if present else [path.name], "how": how, "required": needed}
+
+
+def _vgg_row(feature: str, arch: str, needed: bool) -> dict:
+    from guided.vgg import URLS
+
+    env = os.environ.get(ENV_VGG_WEIGHTS)
+    name = {"vgg19": "VGG-19", "vgg16": "VGG-16"}[arch]
+    how = (f"On a machine with internet run `python -c \"import torchvision; torchvision.models.{arch}"
+           f"(weights='IMAGENET1K_V1')\"` and copy the file here, or set {ENV_VGG_WEIGHTS}=FILE")
+    if env and arch == "vgg19":
+        return _file_row(feature, f"{name} (from ${ENV_VGG_WEIGHTS})", env, Path(env).expanduser(), how, needed)
+    return _file_row(feature, name, "torchvision IMAGENET1K_V1", torch_hub_checkpoint(URLS[arch]), how, needed)
+
+
+def _clip_row(feature: str) -> dict:
+    from guided.clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, cached_clip_weights, clip_how_to_get
+
+    path, looked = cached_clip_weights(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
+    return {"feature": feature, "component": f"CLIP {DEFAULT_CLIP_MODEL}", "source": DEFAULT_CLIP_PRETRAINED,
+            "present": path is not None, "where": str(path) if path else "; ".join(looked),
+            "missing": [] if path else [f"{DEFAULT_CLIP_MODEL}/{DEFAULT_CLIP_PRETRAINED} weights"],
+            "how": clip_how_to_get(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED), "required": True}
+
+
+def _lpips_rows() -> list[dict]:
+    import importlib.util
+
+    spec = importlib.util.find_spec("lpips")
+    how = "pip install lpips (its linear layers ship inside the package)"
+    if spec is None or not spec.origin:
+        return [{"feature": "compare", "component": "LPIPS linear layers (optional)", "source": "lpips package",
+                 "present": False, "where": "not installed", "missing": ["lpips"], "how": how, "required": False}]
+    alex = Path(spec.origin).parent / "weights" / "v0.1" / "alex.pth"
+    backbone_how = ("On a machine with internet run `python -c \"import torchvision; torchvision.models.alexnet"
+                    "(weights='IMAGENET1K_V1')\"` and copy the file here")
+    return [_file_row("compare", "LPIPS linear layers (optional)", "lpips package", alex, how, False),
+            _file_row("compare", "LPIPS AlexNet backbone (optional)", "torchvision IMAGENET1K_V1",
+                      torch_hub_checkpoint("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
+                      backbone_how, False)]
+
+
+def model_status(*, sd_model: str = DEFAULT_SD_MODEL, tiny_decoder: str = DEFAULT_TINY_DECODER,
+                 cache_dir: str | Path | None = None) -> list[dict]:
+    """One row per (feature, component): `present`, `where` it is or was looked for, `missing`,
+    `how` to get it, and whether the feature `required`s it. No network."""
+    rows = [
+        _repo_row("stylize", "Stable Diffusion model", sd_model, SD_REQUIRED_FILES, how_to_get(sd_model), True,
+                  cache_dir),
+        _clip_row("stylize"),
+        _vgg_row("stylize", "vgg19", True),
+        _repo_row("stylize", "tiny decoder (fast mode; else VAE at low res)", tiny_decoder,
+                  TINY_DECODER_REQUIRED_FILES, how_to_get(tiny_decoder), False, cache_dir),
+        _vgg_row("gatys", "vgg19", True),
+        _vgg_row("gatys", "vgg16", False),
+    ]
+    return rows + _lpips_rows()
