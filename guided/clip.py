@@ -75,7 +75,8 @@ class ClipGuide(nn.Module):
             count = self._count_tokens(prompt)
             if count is not None and count > self.context_length:
                 self.last_truncation.append({"prompt": prompt, "tokens": count, "context_length": self.context_length})
-                warnings.warn(f"prompt {prompt!r} has {count} tokens; CLIP keeps the first {self.context_length} "
+                shown = prompt if len(prompt) <= 80 else prompt[:77] + "..."
+                warnings.warn(f"prompt {shown!r} has {count} tokens; CLIP keeps the first {self.context_length} "
                               "(the rest is ignored)", UserWarning, stacklevel=2)
         tokens = self.tokenizer(prompts).to(self.mean.device)
         return F.normalize(self.model.encode_text(tokens).float(), dim=-1)
