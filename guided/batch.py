@@ -279,8 +279,9 @@ def run_batch(job: BatchJob, input_dir: str | Path, output_dir: str | Path, *, r
             summary.skipped = summary.total - len(todo)
             mine = todo[procs.rank::procs.world]
 
-            # 2. Models, once per process.
-            job.load()
+            # 2. Models, once per process (not at all when this process has nothing to do).
+            if mine:
+                job.load()
 
             # 3. The items, each recorded as soon as it is done or failed.
             path = output_dir / MANIFEST if procs.world == 1 else rank_manifest(output_dir, procs.rank)
