@@ -65,8 +65,7 @@ def load_image(source: str | Path | Image.Image, *, max_side: int | None = DEFAU
                                  or max_side <= 0):
         raise ValueError(f"`max_side` must be a positive int or None, got {max_side!r}")
     if isinstance(source, Image.Image):
-        return _convert_loaded(source, label=f"{what} (in-memory {source.width}x{source.height} "
-                                             f"{source.mode})", max_side=max_side)
+        return _convert_loaded(source, label=f"{what} (in memory)", max_side=max_side)
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"`source` must be a path or a PIL image, got {type(source).__name__}")
     path = Path(source).expanduser()
