@@ -217,8 +217,9 @@ def save_image(image: Image.Image, path: str | Path, *, metadata: dict | None = 
     """Write `image` atomically to `path` (.png, .jpg, .jpeg or .webp) and return the path.
 
     `metadata` (a JSON-serialisable dict) goes into the PNG text chunk `guided` and, when
-    `sidecar`, into `<path>.json`. The image is always labelled AI-generated. A stale sidecar of an
-    earlier image at `path` is removed when no new metadata is written, so it cannot mislead.
+    `sidecar`, into `<path>.json` (.jpg/.webp, and metadata over half a megabyte: sidecar only).
+    The image is always labelled AI-generated. A stale sidecar of an earlier image at `path` is
+    removed when no new metadata is written, so it cannot mislead.
     """
     path = Path(path).expanduser()
     fmt = SAVE_FORMATS.get(path.suffix.lower())
@@ -230,15 +231,16 @@ def save_image(image: Image.Image, path: str | Path, *, metadata: dict | None = 
     if image.mode not in _SAVE_MODES[fmt]:
         raise GuidedError(f"cannot save a {image.mode} image as '{path}'; convert it to RGB first")
     text = _metadata_json(metadata, path)
-    if text is not None and fmt != "PNG" and not sidecar:
-        raise GuidedError(f"'{path}' cannot hold metadata inside the file; pass sidecar=True "
-                          f"or save as .png")
+    in_file = text is not None and fmt == "PNG" and _fits_png_chunk(text)
+    if text is not None and not in_file and not sidecar:
+        why = "is too large for a PNG text chunk" if fmt == "PNG" else "cannot go inside this format"
+        raise GuidedError(f"metadata for '{path}' {why}; pass sidecar=True or save as .png")
     if path.is_dir():
         raise GuidedError(f"cannot save to '{path}': it is a directory")
     _make_parent(path)
 
     fresh = Image.frombytes(image.mode, image.size, image.tobytes())  # no EXIF/GPS/ICC carried over
-    options = _save_options(fmt, text)
+    options = _save_options(fmt, text if in_file else None)
     side = sidecar_path(path)
     temps: list[Path] = []
     try:
@@ -273,6 +275,12 @@ def _metadata_json(metadata: dict | None, path: Path) -> str | None:
     except (TypeError, ValueError) as exc:
         raise GuidedError(f"metadata for '{path}' is not JSON-serialisable ({_one_line(exc)}); "
                           f"pass it through guided.manifest.json_safe") from None
+
+
+def _fits_png_chunk(text: str) -> bool:
+    """Pillow refuses to open a PNG whose text chunk inflates beyond `MAX_TEXT_CHUNK` (1 MB), so
+    larger metadata (very long loss traces) goes to the sidecar only: the image stays readable."""
+    return len(text.encode("utf-8")) <= PngImagePlugin.MAX_TEXT_CHUNK // 2
 
 
 def _save_options(fmt: str, text: str | None) -> dict:

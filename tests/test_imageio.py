@@ -307,6 +307,17 @@ def test_sidecar_false_writes_only_the_png(tmp_path):
     assert read_metadata(tmp_path / "out.png") == METADATA
 
 
+def test_metadata_too_large_for_a_png_chunk_goes_to_the_sidecar(tmp_path, monkeypatch):
+    monkeypatch.setattr(PngImagePlugin, "MAX_TEXT_CHUNK", 2000)  # Pillow's read limit, made small
+    big = {"losses": list(range(1000))}
+    path = save_image(noisy(), tmp_path / "out.png", metadata=big)
+    with Image.open(path) as image:  # still opens under the read limit
+        assert "guided" not in image.text and image.text["ai_generated"] == "true"
+    assert read_metadata(path) == big  # from the sidecar
+    with pytest.raises(GuidedError, match="too large"):
+        save_image(noisy(), tmp_path / "other.png", metadata=big, sidecar=False)
+
+
 def test_bad_suffix_is_refused_before_writing(tmp_path):
     with pytest.raises(GuidedError) as exc:
         save_image(noisy(), tmp_path / "out.gif")
