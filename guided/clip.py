@@ -21,6 +21,9 @@ from guided.weights import offline
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
+#: Where open_clip fetches the default tag (its pretrained table; a test keeps them in step), so
+#: checking for the default weights (`guided models`) needs no open_clip import.
+DEFAULT_CLIP_HUB_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 # open_clip's defaults (its constants module), used when a model carries no preprocess config.
 _OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -146,6 +149,8 @@ def _preprocess_cfg(model: nn.Module) -> dict:
 
 def _hub_repo_of_tag(name: str, tag: str) -> tuple[str | None, list[str], str | None]:
     """(hub repo id, candidate file names, url) where open_clip would fetch `name`/`tag`."""
+    if (name, tag) == (DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED):
+        return DEFAULT_CLIP_HUB_REPO, list(_HUB_WEIGHT_FILES), None
     import open_clip
 
     cfg = open_clip.get_pretrained_cfg(name, tag)

@@ -89,6 +89,15 @@ def test_load_clip_missing_tag_offline_says_how_to_get_it(tmp_path, monkeypatch)
         assert needle in text
 
 
+def test_default_tag_location_agrees_with_open_clip():
+    import open_clip
+
+    from guided.clip import DEFAULT_CLIP_HUB_REPO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+
+    hub = open_clip.get_pretrained_cfg(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)["hf_hub"]
+    assert hub == DEFAULT_CLIP_HUB_REPO + "/"  # default file names: open_clip_model.safetensors, then .bin
+
+
 def test_cached_weights_found_in_hub_cache_layout(tmp_path, monkeypatch):
     from huggingface_hub import constants
 
