@@ -1,0 +1,142 @@
+"""`guided stylize CONTENT --prompt ... -o OUT.png`: guided Stable Diffusion img2img."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from guided.config import GuidanceConfig
+from guided.stylize import DEFAULTS, MODELS, SCHEDULER_NAMES
+
+_G = GuidanceConfig()
+
+
+def _weights(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if any(v < 0 for v in values) or sum(values) <= 0:
+        raise argparse.ArgumentTypeError(f"weights must be >= 0 with a positive sum, got {text!r}")
+    return values
+
+
+def add_stylize_options(parser: argparse.ArgumentParser) -> None:
+    """Options shared by `stylize`, `compare` and `batch`; defaults come from the Python API."""
+    g = parser.add_argument_group("stylization")
+    g.add_argument("--prompt", help="what the result should look like (or take it from --preset)")
+    g.add_argument("--style", nargs="+", default=[], metavar="PAINTING", help="reference painting(s)")
+    g.add_argument("--style-weights", type=_weights, metavar="W,W", help="blend weights of several --style images")
+    g.add_argument("--negative-prompt", help="what the result should not look like")
+    g.add_argument("--preset", help="a style preset from prompts/ or $GUIDED_PRESETS_DIR (see `guided presets`)")
+    g.add_argument("--strength", type=float, help=f"how far from the photo, (0, 1] (default {DEFAULTS.strength})")
+    g.add_argument("--steps", type=int, help=f"scheduler steps before strength (default {DEFAULTS.steps})")
+    g.add_argument("--guidance-scale", type=float, help=f"classifier-free guidance (default {DEFAULTS.guidance_scale})")
+    g.add_argument("--scheduler", choices=list(SCHEDULER_NAMES), default=DEFAULTS.scheduler,
+                   help=f"denoising scheduler (default {DEFAULTS.scheduler})")
+    g.add_argument("--size", type=int, help=f"long side in pixels (default {DEFAULTS.size}; {DEFAULTS.tiny_size} with --models tiny)")
+    g.add_argument("--preserve-color", action="store_true", help="keep the photo's colours")
+    w = parser.add_argument_group("guidance weights (0 turns a term off)")
+    w.add_argument("--clip-text-weight", type=float, help=f"CLIP similarity to the prompt (default {_G.clip_text})")
+    w.add_argument("--clip-style-weight", type=float, help=f"CLIP similarity to the painting (default {_G.clip_style})")
+    w.add_argument("--gram-weight", type=float, help=f"VGG Gram (style) loss to the painting (default {_G.gram})")
+    w.add_argument("--content-weight", type=float, help=f"VGG content loss to the photo (default {_G.content})")
+    w.add_argument("--tv-weight", type=float, help=f"total variation (default {_G.tv})")
+    w.add_argument("--mode", choices=["fast", "full"], help=f"fast: no UNet backward; full: through the UNet (default {_G.mode})")
+    r = parser.add_argument_group("run")
+    r.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default {DEFAULTS.seed})")
+    r.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: the best available)")
+    r.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="Accelerate mixed precision (default no)")
+    r.add_argument("--model", help="Stable Diffusion Hub id or local folder (default: see `guided models`)")
+    r.add_argument("--models", choices=list(MODELS), default="default",
+                   help="'tiny': tiny RANDOM models, an offline smoke test of the install")
+
+
+def load_kwargs(args: argparse.Namespace) -> dict:
+    """Keyword arguments of `Stylizer.load` from parsed options."""
+    return {"models": args.models, "model": args.model, "scheduler": args.scheduler, "device": args.device,
+            "mixed_precision": args.mixed_precision}
+
+
+def stylize_kwargs(args: argparse.Namespace) -> dict:
+    """Keyword arguments of `Stylizer.run` from parsed options (None: preset or API default)."""
+    weights = {"clip_text": args.clip_text_weight, "clip_style": args.clip_style_weight, "gram": args.gram_weight,
+               "content": args.content_weight, "tv": args.tv_weight, "mode": args.mode}
+    return {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "style": list(args.style),
+            "style_weights": args.style_weights, "strength": args.strength, "steps": args.steps,
+            "guidance_scale": args.guidance_scale, "guidance": {k: v for k, v in weights.items() if v is not None},
+            "seed": args.seed, "size": args.size, "preserve_color": args.preserve_color, "preset": args.preset}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("stylize", help="guided Stable Diffusion img2img of one photo",
+                       description="Stylize a photo toward a prompt and/or reference paintings with Stable "
+                                   "Diffusion img2img, every step steered by CLIP and VGG losses.")
+    p.add_argument("content", metavar="CONTENT", help="the photo")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output image (.png keeps the manifest)")
+    p.add_argument("--from", dest="from_image", metavar="IMAGE.png",
+                   help="rerun with the parameters recorded in a PNG written by guided")
+    add_stylize_options(p)
+    p.set_defaults(func=run)
+
+
+def _check_early(args: argparse.Namespace) -> None:
+    """User mistakes that need no model: missing files, empty objective, out-of-range numbers."""
+    from guided.errors import GuidedError
+    from guided.imageio import load_image
+
+    load_image(args.content, what="content image")
+    for s in args.style:
+        load_image(s, what="style image")
+    if args.style_weights is not None and len(args.style_weights) != len(args.style):
+        raise GuidedError(f"`--style-weights` has {len(args.style_weights)} values for {len(args.style)} --style images")
+    suffix = Path(args.output).suffix.lower()
+    if suffix not in {".png", ".jpg", ".jpeg", ".webp"}:
+        raise GuidedError(f"`--output` must end in .png, .jpg or .webp, got {args.output!r}")
+    if args.strength is not None and not 0 < args.strength <= 1:
+        raise GuidedError(f"`--strength` must be in (0, 1], got {args.strength}")
+    if args.steps is not None and args.steps <= 0:
+        raise GuidedError(f"`--steps` must be a positive integer, got {args.steps}")
+    if not args.preset and not (args.prompt or "").strip() and not args.style:
+        raise GuidedError("`--prompt` is empty and no --style painting was given: nothing to stylize toward")
+
+
+def apply_recorded(args: argparse.Namespace) -> None:
+    """Fill options the user did not give from the manifest of a PNG written by `guided stylize`."""
+    from guided.errors import GuidedError
+    from guided.imageio import read_metadata
+
+    meta = read_metadata(args.from_image)
+    if meta.get("kind") != "stylize":
+        raise GuidedError(f"`--from` image {args.from_image!r} was not written by `guided stylize`")
+    p = meta["parameters"]
+    g = p.get("guidance", {})
+    recorded = {"prompt": p.get("prompt"), "negative_prompt": p.get("negative_prompt"), "style_weights": p.get("style_weights"),
+                "strength": p.get("strength"), "steps": p.get("steps"), "guidance_scale": p.get("guidance_scale"),
+                "size": p.get("size"), "clip_text_weight": g.get("clip_text"), "clip_style_weight": g.get("clip_style"),
+                "gram_weight": g.get("gram"), "content_weight": g.get("content"), "tv_weight": g.get("tv"),
+                "mode": g.get("mode")}
+    for key, value in recorded.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, value)
+    if not args.style:
+        args.style = list(p.get("style") or [])
+    args.preserve_color = args.preserve_color or bool(p.get("preserve_color"))
+    args.seed = meta.get("seed", args.seed)
+    if args.models == "default" and p.get("models") == "tiny":
+        args.models = "tiny"
+
+
+def run(args: argparse.Namespace) -> int:
+    from guided.imageio import save_image
+    from guided.stylize import Stylizer
+
+    if args.from_image:
+        apply_recorded(args)
+    _check_early(args)
+    stylizer = Stylizer.load(**load_kwargs(args))
+    result = stylizer.run(args.content, **stylize_kwargs(args))
+    path = save_image(result.image, args.output, metadata=result.metadata)
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in result.final_losses.items())
+    label = " [tiny RANDOM models: not a real stylization]" if args.models == "tiny" else ""
+    print(f"wrote {path} in {result.seconds:.1f}s; final losses: {losses}{label}")
+    return 0

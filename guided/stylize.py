@@ -1,0 +1,182 @@
+"""The Python API behind `guided stylize`: load the models once, stylize many images.
+
+    from guided.stylize import Stylizer
+    stylizer = Stylizer.load()                      # real weights, or a clear error
+    result = stylizer.run("photo.jpg", prompt="an oil painting", style=["painting.jpg"])
+    result.image.save("out.png")
+
+`Stylizer.load(models="tiny")` runs the same code on tiny random models: a labelled smoke test.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import PIL.Image
+
+from guided.config import GuidanceConfig
+from guided.errors import GuidedError
+
+MODELS = ("default", "tiny")
+#: Scheduler names of `pipelines.SCHEDULERS`, here so the CLI lists them without importing diffusers.
+SCHEDULER_NAMES = ("ddim", "pndm", "ddpm", "lms", "euler", "euler-ancestral", "heun", "dpm++", "unipc")
+
+
+@dataclass(frozen=True)
+class StylizeDefaults:
+    """Defaults of `Stylizer.run`, shared with the CLI."""
+
+    strength: float = 0.6  # keeps the photo's layout while leaving room for the style (img2img's usual 0.5-0.75)
+    steps: int = 30  # 30 x strength = 18 denoising steps, all guided: DDIM converges well by then
+    guidance_scale: float = 7.5  # Stable Diffusion's customary classifier-free guidance
+    scheduler: str = "ddim"  # deterministic, and the scheduler guidance is best understood on
+    size: int = 512  # long side in pixels: SD 1.x's training resolution
+    tiny_size: int = 64  # long side for `models="tiny"`: a smoke test, seconds on a CPU
+    seed: int = 0  # reproducible by default
+
+
+DEFAULTS = StylizeDefaults()
+
+
+@dataclass
+class StylizeResult:
+    """One stylized image and everything that produced it."""
+
+    image: PIL.Image.Image
+    metadata: dict
+    final_losses: dict[str, float]
+    loss_history: list[dict[str, float]]
+    seconds: float
+    notes: list[str] = field(default_factory=list)
+
+
+def guidance_from(base: GuidanceConfig | dict | None, overrides: dict[str, Any] | None = None) -> GuidanceConfig:
+    """A GuidanceConfig from a config or dict, with `overrides` (None values ignored) applied."""
+    if isinstance(base, GuidanceConfig):
+        config = base
+    else:
+        known = {f.name for f in fields(GuidanceConfig)}
+        unknown = set(base or {}) - known
+        if unknown:
+            raise GuidedError(f"`guidance` has unknown field(s) {sorted(unknown)}; known: {sorted(known)}")
+        config = GuidanceConfig(**(base or {}))
+    changes = {k: v for k, v in (overrides or {}).items() if v is not None}
+    return config.replace(**changes) if changes else config
+
+
+def resize_long_side(image: PIL.Image.Image, size: int) -> PIL.Image.Image:
+    """Resize so the long side is `size` (aspect kept); the pipeline rounds to multiples of 8."""
+    if not isinstance(size, int) or size < 32:
+        raise GuidedError(f"`size` must be an integer >= 32 (pixels of the long side), got {size!r}")
+    w, h = image.size
+    scale = size / max(w, h)
+    return image.resize((max(8, round(w * scale)), max(8, round(h * scale))), PIL.Image.LANCZOS)
+
+
+class Stylizer:
+    """A guided img2img pipeline with its guidance models, loaded once, on an Accelerate device."""
+
+    def __init__(self, pipe, guidance_models, *, accelerator, models: str, model_info: dict):
+        self.pipe = pipe
+        self.guidance_models = guidance_models
+        self.accelerator = accelerator
+        self.models = models
+        self.model_info = model_info
+
+    @classmethod
+    def load(cls, *, models: str = "default", model: str | None = None, scheduler: str | None = None,
+             device: str | None = None, mixed_precision: str | None = None,
+             guidance: GuidanceConfig | None = None) -> Stylizer:
+        """Load Stable Diffusion and the guidance models. `models="tiny"`: tiny random models, labelled."""
+        from guided.accel import make_accelerator
+
+        if models not in MODELS:
+            raise GuidedError(f"`models` must be one of {', '.join(MODELS)}, got {models!r}")
+        scheduler = scheduler or DEFAULTS.scheduler
+        accelerator = make_accelerator(device, mixed_precision)  # validates before anything loads
+        if scheduler not in SCHEDULER_NAMES:
+            raise GuidedError(f"`scheduler` must be one of {', '.join(SCHEDULER_NAMES)}, got {scheduler!r}")
+        from pipelines import GuidedStableDiffusionImg2ImgPipeline
+        if models == "tiny":
+            from guided.testing import tiny_guidance_models, tiny_sd_components
+
+            print("NOTICE: --models tiny: tiny RANDOM models, a smoke test of the install; "
+                  "the output is not a real stylization.", file=sys.stderr)
+            pipe = GuidedStableDiffusionImg2ImgPipeline(**tiny_sd_components(0))
+            gm = tiny_guidance_models(0)
+            info = {"stable_diffusion": "tiny random (guided.testing.tiny_sd_components, seed 0)",
+                    "guidance": gm.info, "random": True}
+        else:
+            from guided.guidance_models import load_guidance_models
+            from guided.hub import DEFAULT_SD_MODEL, resolve_model_dir
+
+            source = model or DEFAULT_SD_MODEL
+            folder = resolve_model_dir(source, what="Stable Diffusion model",
+                                       required_files=["model_index.json"])
+            pipe = GuidedStableDiffusionImg2ImgPipeline.from_pretrained(str(folder))
+            gm = load_guidance_models(guidance)
+            info = {"stable_diffusion": source, "stable_diffusion_path": str(folder), "guidance": gm.info,
+                    "random": False}
+        pipe.set_scheduler(scheduler)
+        pipe.set_progress_bar_config(disable=not sys.stderr.isatty())
+        pipe.to(accelerator.device)
+        gm.to(accelerator.device)
+        pipe.set_guidance_models(gm)
+        return cls(pipe, gm, accelerator=accelerator, models=models, model_info=info)
+
+    def run(self, content, *, prompt: str | None = None, negative_prompt: str | None = None,
+            style=(), style_weights: list[float] | None = None, strength: float | None = None,
+            steps: int | None = None, guidance_scale: float | None = None,
+            guidance: GuidanceConfig | dict | None = None, seed: int = DEFAULTS.seed, size: int | None = None,
+            preserve_color: bool = False, preset: str | None = None) -> StylizeResult:
+        """Stylize `content` (PIL or path). None means: from `preset` when given, else `DEFAULTS`."""
+        import torch
+
+        from guided.imageio import load_image
+        from guided.manifest import build_manifest
+
+        p = None
+        if preset is not None:
+            from guided.presets import load_preset
+
+            p = load_preset(preset)
+            prompt = prompt if prompt is not None else p.prompt
+            negative_prompt = negative_prompt if negative_prompt is not None else p.negative_prompt
+            strength = strength if strength is not None else p.strength
+            steps = steps if steps is not None else p.num_inference_steps
+            guidance_scale = guidance_scale if guidance_scale is not None else p.guidance_scale
+            if not isinstance(guidance, GuidanceConfig):
+                guidance = {**p.weights, **(guidance or {})}
+        config = guidance_from(guidance)
+        strength = DEFAULTS.strength if strength is None else strength
+        steps = DEFAULTS.steps if steps is None else steps
+        guidance_scale = DEFAULTS.guidance_scale if guidance_scale is None else guidance_scale
+        size = size or (DEFAULTS.tiny_size if self.models == "tiny" else DEFAULTS.size)
+        styles = [load_image(s, what="style image") for s in ([style] if isinstance(style, (str, Path, PIL.Image.Image)) else style)]
+        self.pipe.check_guided_inputs(prompt, strength, steps, styles, config)
+        photo = resize_long_side(load_image(content, what="content image"), size)
+        generator = torch.Generator("cpu").manual_seed(seed)
+        start = time.perf_counter()
+        with self.accelerator.autocast():
+            out = self.pipe(prompt=prompt, image=photo, strength=strength, num_inference_steps=steps,
+                            guidance_scale=guidance_scale, negative_prompt=negative_prompt, generator=generator,
+                            style_image=styles or None, style_image_weights=style_weights, guidance=config,
+                            preserve_color=preserve_color)
+        seconds = time.perf_counter() - start
+        parameters = {"content": str(content) if not isinstance(content, PIL.Image.Image) else "<PIL image>",
+                      "prompt": prompt, "negative_prompt": negative_prompt,
+                      "style": [str(s) for s in ([style] if isinstance(style, (str, Path)) else style)
+                                if not isinstance(s, PIL.Image.Image)],
+                      "style_weights": style_weights, "strength": strength, "steps": steps,
+                      "guidance_scale": guidance_scale, "scheduler": type(self.pipe.scheduler).__name__,
+                      "size": size, "preserve_color": preserve_color, "preset": p.name if p else None,
+                      "models": self.models, "guidance": asdict(config)}
+        metadata = build_manifest(kind="stylize", parameters=parameters, seed=seed, models=self.model_info,
+                                  device=str(self.accelerator.device), precision=self.accelerator.mixed_precision,
+                                  losses={"final": out.final_losses, "history": out.loss_history},
+                                  seconds=seconds, extra={"notes": out.notes})
+        return StylizeResult(image=out.images[0], metadata=metadata, final_losses=out.final_losses,
+                             loss_history=out.loss_history, seconds=seconds, notes=out.notes)

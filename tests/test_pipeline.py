@@ -1,0 +1,272 @@
+"""The guided img2img pipeline on tiny random models: equivalence, guidance, schedulers, errors."""
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+
+from guided import GuidanceConfig
+from guided.errors import ImageLoadError, NonFiniteError
+from guided.testing import tiny_guidance_models, tiny_sd_components
+from pipelines import SCHEDULERS, GuidedStableDiffusionImg2ImgPipeline
+
+TERMS = ("clip_text", "clip_style", "gram", "content", "tv")
+ZERO = {t: 0.0 for t in TERMS}
+DEFAULT = GuidanceConfig()
+
+
+def _photo(h=64, w=96, seed=0) -> PIL.Image.Image:
+    rs = np.random.RandomState(seed)
+    yy, xx = np.mgrid[0:h, 0:w]
+    base = np.stack([xx / w, yy / h, 0.5 + 0.5 * np.sin(xx / 7.0)], -1)
+    return PIL.Image.fromarray(((0.8 * base + 0.2 * rs.rand(h, w, 3)) * 255).astype("uint8"))
+
+
+def _painting(seed=1) -> PIL.Image.Image:
+    rs = np.random.RandomState(seed)
+    return PIL.Image.fromarray((np.kron(rs.rand(8, 8, 3), np.ones((8, 8, 1))) * 255).astype("uint8"))
+
+
+@pytest.fixture(scope="module")
+def components():
+    return tiny_sd_components(0)
+
+
+@pytest.fixture(scope="module")
+def models():
+    # No tiny decoder: a random AutoencoderTiny does not approximate the random VAE, so fast
+    # guidance in these tests decodes with the VAE at reduced resolution (mode "fast" still).
+    return tiny_guidance_models(0, decoder=False)
+
+
+@pytest.fixture(scope="module")
+def pipe(components):
+    p = GuidedStableDiffusionImg2ImgPipeline(**components)
+    p.set_progress_bar_config(disable=True)
+    return p
+
+
+def run(pipe, models, *, seed=0, steps=10, prompt="a painting", style=True, **guidance):
+    return pipe(prompt=prompt, image=_photo(), strength=0.8, num_inference_steps=steps,
+                generator=torch.Generator().manual_seed(seed), output_type="np",
+                style_image=_painting() if style else None, guidance=GuidanceConfig(**{**ZERO, **guidance}),
+                guidance_models=models)
+
+
+@pytest.fixture(scope="module")
+def unguided(pipe, models):
+    return run(pipe, models).final_losses
+
+
+def test_zero_weights_equal_diffusers_img2img(components, pipe, models):
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    ref = StableDiffusionImg2ImgPipeline(**components, safety_checker=None, feature_extractor=None,
+                                         requires_safety_checker=False)
+    ref.set_progress_bar_config(disable=True)
+    kwargs = dict(prompt="a watercolor of a harbour", image=_photo(), strength=0.7, num_inference_steps=6,
+                  negative_prompt="blurry", guidance_scale=6.0, num_images_per_prompt=2, output_type="np")
+    expected = ref(**kwargs, generator=torch.Generator().manual_seed(3)).images
+    got = pipe(**kwargs, generator=torch.Generator().manual_seed(3), style_image=_painting(),
+               guidance=GuidanceConfig(**ZERO), guidance_models=models)
+    assert got.images.shape == expected.shape == (2, 64, 96, 3)
+    assert np.abs(got.images - expected).max() <= 1e-5
+    assert not any(h["guided"] for h in got.loss_history)
+
+
+@pytest.mark.parametrize("term", TERMS)
+def test_each_term_alone_lowers_it(pipe, models, unguided, term):
+    out = run(pipe, models, **{term: getattr(DEFAULT, term)})
+    assert out.final_losses[term] < unguided[term]
+    assert all(h["guided"] for h in out.loss_history)
+
+
+def test_all_terms_together_lower_each(pipe, models, unguided):
+    out = run(pipe, models, **{t: getattr(DEFAULT, t) for t in TERMS})
+    for term in TERMS:
+        assert out.final_losses[term] < unguided[term], term
+
+
+def test_full_mode_lowers_clip_text(pipe, models, unguided):
+    out = run(pipe, models, clip_text=1.0, mode="full")
+    assert out.final_losses["clip_text"] < unguided["clip_text"]
+
+
+@pytest.mark.parametrize("name", ["ddim", "pndm", "lms", "euler", "euler-ancestral", "dpm++", "unipc"])
+def test_scheduler_matrix(components, models, name):
+    pipe = GuidedStableDiffusionImg2ImgPipeline(**components)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.set_scheduler(name)
+    assert isinstance(pipe.scheduler, SCHEDULERS[name])
+    base = run(pipe, models, style=False)
+    guided = run(pipe, models, style=False, clip_text=2.0)
+    assert np.isfinite(guided.images).all()
+    assert guided.final_losses["clip_text"] < base.final_losses["clip_text"]
+
+
+@pytest.mark.parametrize("name", ["ddim", "euler", "dpm++"])
+def test_v_prediction(models, name):
+    pipe = GuidedStableDiffusionImg2ImgPipeline(**tiny_sd_components(0, prediction_type="v_prediction"))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.set_scheduler(name)
+    assert pipe.scheduler.config.prediction_type == "v_prediction"
+    base = run(pipe, models, style=False)
+    guided = run(pipe, models, style=False, clip_text=2.0)
+    assert np.isfinite(guided.images).all()
+    assert guided.final_losses["clip_text"] < base.final_losses["clip_text"]
+
+
+def test_tiny_decoder_fast_path_runs(pipe):
+    out = run(pipe, tiny_guidance_models(0, decoder=True), steps=4, gram=1.0, fast_decoder="tiny")
+    assert np.isfinite(out.images).all() and all(h["guided"] for h in out.loss_history)
+
+
+def test_final_losses_follow_targets_not_weights(pipe, models):
+    text_only = run(pipe, models, style=False, steps=3)
+    assert set(text_only.final_losses) == {"clip_text", "content", "tv"}
+    style_only = run(pipe, models, prompt="", steps=3)
+    assert set(style_only.final_losses) == {"clip_style", "gram", "content", "tv"}
+    assert len(style_only.loss_history) == len(text_only.loss_history) == 2  # 3 steps x strength 0.8
+
+
+def test_aspect_ratio_kept_and_callback_gets_losses(pipe, models):
+    seen = []
+
+    def callback(p, step, timestep, kwargs):
+        seen.append((step, dict(kwargs["losses"]), kwargs["latents"].shape))
+        return {}
+
+    out = pipe(prompt="a painting", image=_photo(48, 80), strength=0.8, num_inference_steps=5,
+               generator=torch.Generator().manual_seed(0), output_type="pil", guidance={"gram": 1.0},
+               style_image=_painting(), guidance_models=models, callback_on_step_end=callback)
+    assert out.images[0].size == (80, 48)
+    assert [s for s, _, _ in seen] == list(range(4))
+    assert all(set(losses) >= {"gram", "clip_text"} for _, losses, _ in seen)
+
+
+def test_preserve_color_keeps_content_chroma(pipe, models):
+    from guided.color import rgb_to_ycbcr
+
+    out = pipe(prompt="a painting", image=_photo(), strength=0.8, num_inference_steps=4, output_type="pt",
+               generator=torch.Generator().manual_seed(0), guidance={"gram": 1.0}, style_image=_painting(),
+               guidance_models=models, preserve_color=True)
+    photo = torch.from_numpy(np.asarray(_photo(), dtype=np.float32) / 255).permute(2, 0, 1)[None]
+    chroma = rgb_to_ycbcr(out.images.float())[:, 1:]
+    assert torch.allclose(chroma, rgb_to_ycbcr(photo)[:, 1:], atol=0.02)
+
+
+# ------------------------------------------------------------------------------ bad input
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    import guided.guidance_models as gm
+
+    def fail(*a, **k):
+        raise AssertionError("models were loaded before the input was checked")
+
+    monkeypatch.setattr(gm, "load_guidance_models", fail)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"prompt": "", "style_image": None}, "`prompt` is empty"),
+    ({"prompt": None, "style_image": None}, "`prompt` is empty"),
+    ({"strength": 0.0}, "`strength`"),
+    ({"strength": 1.5}, "`strength`"),
+    ({"num_inference_steps": 0}, "`num_inference_steps`"),
+    ({"guidance": {"gram": -1.0}}, "`gram`"),
+    ({"guidance": {"mode": "turbo"}}, "`mode`"),
+])
+def test_bad_input_fails_before_models_load(components, no_model_loading, kwargs, message):
+    pipe = GuidedStableDiffusionImg2ImgPipeline(**components)
+    args = dict(prompt="a painting", image=_photo(), strength=0.8, num_inference_steps=4)
+    with pytest.raises(ValueError, match=message):
+        pipe(**{**args, **kwargs})
+
+
+def test_scheduler_names_listed_without_diffusers_match_the_pipeline():
+    from guided.stylize import SCHEDULER_NAMES
+
+    assert tuple(SCHEDULERS) == SCHEDULER_NAMES
+
+
+def test_unknown_scheduler(pipe):
+    with pytest.raises(ValueError, match="`scheduler`.*'bogus'"):
+        pipe.set_scheduler("bogus")
+
+
+def test_corrupt_style_image_names_the_file(tmp_path, pipe, no_model_loading):
+    bad = tmp_path / "painting.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ImageLoadError, match="painting.jpg"):
+        pipe(prompt="a painting", image=_photo(), style_image=str(bad))
+
+
+def test_long_prompt_warned_and_recorded(pipe, models):
+    prompt = "a very detailed oil painting of " + " and ".join(f"tree number {i}" for i in range(40))
+    with pytest.warns(UserWarning, match="tokens"):
+        out = run(pipe, models, prompt=prompt, style=False, steps=2, clip_text=1.0)
+    assert any("truncated" in n for n in out.notes)
+
+
+# ------------------------------------------------------------------------------ precision
+def test_bf16_autocast_agrees_with_fp32(pipe, models):
+    fp32 = run(pipe, models, steps=5, gram=1.0, clip_text=1.0).images
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = run(pipe, models, steps=5, gram=1.0, clip_text=1.0).images
+    assert np.isfinite(bf16).all()
+    # Stated tolerance: bf16 keeps 8 bits of mantissa; on 8-bit images the mean error stays < 2%.
+    assert np.abs(bf16 - fp32).mean() < 0.02
+
+
+def test_nan_latents_retried_in_float32_then_error(pipe, models):
+    def poison(p, step, timestep, kwargs):
+        return {"latents": torch.full_like(kwargs["latents"], float("nan"))}
+
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(NonFiniteError, match="not finite"):
+        warnings.simplefilter("always")
+        pipe(prompt="a painting", image=_photo(), strength=0.8, num_inference_steps=3, output_type="np",
+             guidance={"clip_text": 1.0}, guidance_models=models, callback_on_step_end=poison)
+    assert any("retried in float32" in str(w.message) for w in caught)
+
+
+def test_non_finite_guidance_gradient_is_skipped_and_recorded(pipe, models, monkeypatch):
+    from guided.objective import GuidedObjective
+
+    real = GuidedObjective.image_gradient
+
+    def nan_grad(self, image01, *, step, num_steps):
+        grad, values, notes = real(self, image01, step=step, num_steps=num_steps)
+        return torch.full_like(grad, float("nan")), values, notes
+
+    monkeypatch.setattr(GuidedObjective, "image_gradient", nan_grad)
+    out = run(pipe, models, steps=3, clip_text=1.0)
+    assert np.isfinite(out.images).all()
+    assert not any(h["guided"] for h in out.loss_history)
+    assert any("non-finite" in n for n in out.notes)
+
+
+# ------------------------------------------------------------------------------ real VGG-16
+def test_gram_and_content_guidance_with_real_vgg16(shared_images, vgg16_weights, pipe):
+    from guided.imageio import load_image
+    from guided.objective import GuidanceModels
+    from guided.vgg import VGGFeatures, resolve_backbone
+
+    net, info = resolve_backbone(str(vgg16_weights))
+    assert not info.random
+    tiny = tiny_guidance_models(0, decoder=False)
+    real = GuidanceModels(clip=tiny.clip, vgg=VGGFeatures(net, info.arch), info={"vgg": info.describe()})
+    photo = load_image(shared_images / "rainier.jpg").resize((96, 64))
+    painting = load_image(shared_images / "autumn-oak.jpg").resize((96, 64))
+
+    def go(**weights):
+        return pipe(prompt="", image=photo, strength=0.8, num_inference_steps=10, output_type="np",
+                    generator=torch.Generator().manual_seed(0), style_image=painting,
+                    guidance=GuidanceConfig(**{**ZERO, **weights}, gram_layers=("relu1_1", "relu2_1", "relu3_1"),
+                                            content_layers=("relu2_2",), loss_size=96),
+                    guidance_models=real).final_losses
+
+    base = go()
+    assert go(gram=1.0)["gram"] < 0.97 * base["gram"]
+    assert go(content=1.0)["content"] < 0.97 * base["content"]
