@@ -104,11 +104,21 @@ class _Processes:
     """Rank, world size and the collectives the engine needs, from Accelerate's PartialState."""
 
     def __init__(self, cpu: bool = False):
+        import os
+
+        import torch
         from accelerate import PartialState
 
-        self.state = PartialState(cpu=cpu)
+        # Accelerate only sets up a CPU (gloo) process group when told `cpu=True`; on a machine
+        # without GPUs every launched process would otherwise believe it is alone.
+        gpu = torch.cuda.is_available() or (hasattr(torch, "xpu") and torch.xpu.is_available())
+        self.state = PartialState(cpu=cpu or not gpu)
         self.rank = self.state.process_index
         self.world = self.state.num_processes
+        launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+        if launched != self.world:  # never let several processes each do the whole batch
+            raise GuidedError(f"launched as {launched} processes (WORLD_SIZE) but Accelerate sees "
+                              f"{self.world}; check the launcher's configuration")
 
     def barrier(self) -> None:
         if self.world > 1:
@@ -210,7 +220,10 @@ def remove_stale_temps(output_dir: Path) -> int:
 def plan(job: BatchJob, input_dir: Path, output_dir: Path, *, recursive: bool,
          formats) -> tuple[list[tuple[BatchItem, str]], int]:
     """(items still to do with their parameter hashes, number of items in the batch)."""
-    exclude = output_dir if output_dir.resolve() != input_dir.resolve() else None
+    if input_dir.is_dir() and output_dir.resolve() == input_dir.resolve():
+        raise GuidedError(f"`OUTPUT_DIR` '{output_dir}' is `INPUT_DIR`: the outputs would become inputs of the "
+                          "next run; choose another folder (a subfolder is fine)")
+    exclude = output_dir
     inputs = find_images(input_dir, extensions=image_extensions(formats), recursive=recursive, exclude=exclude)
     if not inputs:
         how = "" if recursive else " (add --recursive to search its subfolders)"
@@ -261,45 +274,15 @@ def run_batch(job: BatchJob, input_dir: str | Path, output_dir: str | Path, *, r
     with _Signals() as signals:
         try:
             # 1. Rank 0 folds leftovers of a crashed run, plans, and tells everyone.
-            planned: tuple | str
-            if procs.rank == 0:
-                try:
-                    output_dir.mkdir(parents=True, exist_ok=True)
-                    merge_manifests(output_dir)
-                    remove_stale_temps(output_dir)
-                    planned = plan(job, input_dir, output_dir, recursive=recursive, formats=formats)
-                except (GuidedError, OSError) as exc:
-                    planned = one_line(exc)
-            else:
-                planned = None
-            planned = procs.broadcast(planned)
-            if isinstance(planned, str):
-                raise GuidedError(planned)
-            todo, summary.total = planned
+            todo, summary.total = _agree_on_plan(procs, job, input_dir, output_dir, recursive, formats)
             summary.skipped = summary.total - len(todo)
             mine = todo[procs.rank::procs.world]
-
             # 2. Models, once per process (not at all when this process has nothing to do).
             if mine:
                 job.load()
-
             # 3. The items, each recorded as soon as it is done or failed.
-            path = output_dir / MANIFEST if procs.world == 1 else rank_manifest(output_dir, procs.rank)
-            desc = "batch" if procs.world == 1 else f"batch (rank 0 of {procs.world})"
-            with ManifestWriter(path) as manifest, \
-                    _progress(len(mine), progress and procs.rank == 0, desc) as bar:
-                for item, params in mine:
-                    record = _run_item(job, item, params, input_dir, output_dir, procs.rank,
-                                       load_image, save_image, signals, manifest)
-                    if record["status"] == "done":
-                        summary.done += 1
-                    else:
-                        summary.failed += 1
-                        summary.failures.append((item.output, record["reason"]))
-                        _log(bar, f"guided: batch: failed {item.input} [{item.label}]: {record['reason']}")
-                    bar.set_postfix(done=summary.done, failed=summary.failed,
-                                    remaining=len(mine) - summary.done - summary.failed, refresh=False)
-                    bar.update(1)
+            _work_through(mine, job, input_dir, output_dir, procs, load_image, save_image, signals, summary,
+                          progress)
         except BatchInterrupted as stop:
             # Other ranks may be gone too: no barrier, no merge; the next run folds our manifest.
             summary.interrupted = stop.signum
@@ -317,6 +300,46 @@ def run_batch(job: BatchJob, input_dir: str | Path, output_dir: str | Path, *, r
     procs.barrier()
     summary.seconds = time.perf_counter() - started
     return summary
+
+
+def _agree_on_plan(procs: _Processes, job: BatchJob, input_dir: Path, output_dir: Path, recursive: bool,
+                   formats) -> tuple[list[tuple[BatchItem, str]], int]:
+    """Rank 0's plan on every rank; a usage error found by rank 0 is raised on every rank."""
+    planned: tuple | str | None = None
+    if procs.rank == 0:
+        try:
+            if output_dir.is_dir():
+                merge_manifests(output_dir)
+                remove_stale_temps(output_dir)
+            planned = plan(job, input_dir, output_dir, recursive=recursive, formats=formats)
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except (GuidedError, OSError) as exc:
+            planned = one_line(exc)
+    planned = procs.broadcast(planned)
+    if isinstance(planned, str):
+        raise GuidedError(planned)
+    return planned
+
+
+def _work_through(mine: list[tuple[BatchItem, str]], job: BatchJob, input_dir: Path, output_dir: Path,
+                  procs: _Processes, load_image: Callable, save_image: Callable, signals: _Signals,
+                  summary: BatchSummary, progress: bool) -> None:
+    """Run this process's items in order, recording each one and counting into `summary`."""
+    path = output_dir / MANIFEST if procs.world == 1 else rank_manifest(output_dir, procs.rank)
+    desc = "batch" if procs.world == 1 else f"batch (rank 0 of {procs.world})"
+    with ManifestWriter(path) as manifest, _progress(len(mine), progress and procs.rank == 0, desc) as bar:
+        for item, params in mine:
+            record = _run_item(job, item, params, input_dir, output_dir, procs.rank, load_image, save_image,
+                               signals, manifest)
+            if record["status"] == "done":
+                summary.done += 1
+            else:
+                summary.failed += 1
+                summary.failures.append((item.output, record["reason"]))
+                _log(bar, f"guided: batch: failed {item.input} [{item.label}]: {record['reason']}")
+            bar.set_postfix(done=summary.done, failed=summary.failed,
+                            remaining=len(mine) - summary.done - summary.failed, refresh=False)
+            bar.update(1)
 
 
 def _run_item(job: BatchJob, item: BatchItem, params: str, input_dir: Path, output_dir: Path, rank: int,

@@ -117,12 +117,22 @@ class StylizeJob:
         styles = self.run_options.get("style") or ()
         styles = [styles] if isinstance(styles, (str, Path)) else list(styles)
         self._style_hashes = _hashed_sources([str(s) for s in styles], "style image")
+        self._preset_hashes = {name: self._preset_hash(name) for name in self.presets or ()}
         self._stylizer = None
+
+    @staticmethod
+    def _preset_hash(name: str) -> str | None:
+        """The preset file's content hash (an unknown preset fails here, before any model loads);
+        editing the preset redoes its items."""
+        from guided.presets import load_preset
+
+        path = load_preset(name).path
+        return _file_hash(path, f"preset {name!r}") if path is not None else None
 
     def params(self, label: str) -> dict:
         options = {k: v for k, v in self.run_options.items() if k not in ("style", "preset")}
-        return {"preset": None if label == self.method else label, "run": options, "load": self.load_options,
-                "styles": self._style_hashes}
+        preset = None if label == self.method else {"name": label, "sha256": self._preset_hashes[label]}
+        return {"preset": preset, "run": options, "load": self.load_options, "styles": self._style_hashes}
 
     def load(self) -> None:
         try:

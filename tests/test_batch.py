@@ -252,6 +252,8 @@ def test_usage_errors_before_any_work(tmp_path):
         _batch(job, folder, tmp_path / "out")
     with pytest.raises(GuidedError, match="is not a folder"):
         _batch(job, tmp_path / "nope", tmp_path / "out")
+    with pytest.raises(GuidedError, match="is `INPUT_DIR`"):
+        _batch(job, folder, folder)
     assert job.loads == 0
     with pytest.raises(GuidedError, match="letter case"):
         plan_items(["A.png", "a.png"], ["x"])
@@ -385,6 +387,8 @@ def test_cli_gatys_batch_then_rerun(tmp_path, capsys):
     (["--iterations", "3", "--prompt", "x"], "--iterations only apply to --method gatys"),
     (["--method", "gatys", "--style", "S", "--preset", "d2l,bad.name"], "preset name 'bad.name'"),
     (["--method", "gatys", "--style", "S", "--preset", "nope"], "`preset` must be one of"),
+    (["--models", "tiny", "--preset", "ink-wash,nope"], "unknown preset 'nope'"),
+    (["--models", "tiny"], "nothing to stylize toward"),
 ])
 def test_cli_usage_errors_exit_2(tmp_path, capsys, extra, words):
     _square_folder(tmp_path / "in", 1)

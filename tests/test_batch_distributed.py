@@ -37,7 +37,7 @@ def test_torchrun_two_processes_do_each_item_exactly_once(tmp_path):
     cmd = [str(TORCHRUN), "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port",
            str(_free_port()), "-m", "guided", "batch", str(folder), "-o", str(out), "--recursive",
            "--method", "gatys", "--style", str(style), "--backbone", "vgg19-random", "--preset", "d2l",
-           "--size", "32", "--iterations", "2", "--device", "cpu", "--no-progress"]
+           "--size", "32", "--iterations", "2", "--no-progress"]
     done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -56,5 +56,5 @@ def test_torchrun_two_processes_do_each_item_exactly_once(tmp_path):
 
     assert main(["batch", str(folder), "-o", str(out), "--recursive", "--method", "gatys", "--style", str(style),
                  "--backbone", "vgg19-random", "--preset", "d2l", "--size", "32", "--iterations", "2",
-                 "--device", "cpu", "--no-progress"]) == 0
+                 "--no-progress"]) == 0
     assert len(read_records(out / MANIFEST)) == 7

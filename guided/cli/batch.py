@@ -133,6 +133,9 @@ def make_job(args: argparse.Namespace):
 
     run_options = shared[1](args)
     run_options.pop("preset", None)  # one output per preset: the job sets it per item
+    if not presets and not (run_options.get("prompt") or "").strip() and not run_options.get("style"):
+        raise GuidedError("`--prompt` is empty and no --style painting or --preset was given: nothing to "
+                          "stylize toward")
     return StylizeJob(run_options=run_options, load_options=shared[2](args), presets=presets)
 
 
