@@ -1,0 +1,399 @@
+"""`compare`: classic neural style transfer, plain img2img and guided img2img on the same inputs,
+scored with the same metrics, written as one report folder.
+
+    from guided.compare import compare
+    report = compare("photo.jpg", styles=["painting.jpg"], prompt="an oil painting", out_dir="report")
+    report.rows[2]["metrics"]["clip_text"]
+
+One set of models serves every stage and every metric: the Stylizer's CLIP and VGG score the
+outputs, and that same VGG is the classic path's backbone, so nothing is loaded twice.
+`models="tiny"` runs everything offline on tiny random models, labelled as a smoke run.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import resource
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import PIL.Image
+
+from guided.config import TERMS, GuidanceConfig
+from guided.errors import GuidedError
+from guided.stylize import DEFAULTS, MODELS
+
+#: Caption of the unedited photo for `clip_direction` (the edit goes from it to the prompt). Generic
+#: on purpose: the user's photo has no caption, and "a photo" is the neutral source of such edits.
+SOURCE_PROMPT = "a photo"
+#: Classic path with `models="tiny"`: few iterations, since its random tiny VGG only smoke-tests.
+TINY_GATYS_ITERATIONS = 10
+#: File names written into the report folder (besides one PNG + sidecar per output).
+FILES = ("grid.png", "curves.png", "metrics.json", "metrics.md", "report.html")
+SMOKE_LABEL = ("SMOKE RUN: tiny RANDOM models (--models tiny). These images and numbers test the install; "
+               "they are not stylizations. Real results need the real weights: run `guided models`.")
+
+
+@dataclass
+class CompareReport:
+    """What `compare` wrote: the folder, one row per image scored, and the metrics document."""
+
+    out_dir: Path
+    rows: list[dict]
+    metrics: dict
+    files: dict[str, Path] = field(default_factory=dict)
+    smoke: bool = False
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------ memory
+class PeakMemory:
+    """Peak resident memory of this process per stage.
+
+    Linux: VmHWM from /proc/self/status, reset before each stage by writing 5 to
+    /proc/self/clear_refs, so each stage reports its own peak (models already loaded included).
+    Elsewhere: ru_maxrss, the process peak since start, which only grows (stated in `method`)."""
+
+    def __init__(self) -> None:
+        self.per_stage = self._try_reset()
+        self.method = ("peak RSS of the process during the stage (Linux VmHWM, reset per stage via "
+                       "/proc/self/clear_refs)" if self.per_stage else
+                       "peak RSS of the process since it started (getrusage ru_maxrss; not reset per stage)")
+
+    @staticmethod
+    def _try_reset() -> bool:
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            return _vmhwm_kb() is not None
+        except OSError:
+            return False
+
+    def reset(self) -> None:
+        if self.per_stage:
+            self._try_reset()
+
+    def peak_mb(self) -> float:
+        if self.per_stage:
+            return round(_vmhwm_kb() / 1024, 1)
+        scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
+        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20, 1)
+
+
+def _vmhwm_kb() -> int | None:
+    try:
+        match = re.search(r"VmHWM:\s+(\d+)\s+kB", Path("/proc/self/status").read_text())
+    except OSError:
+        return None
+    return int(match.group(1)) if match else None
+
+
+# ------------------------------------------------------------------------------------ inputs
+def parse_sweep(items: Sequence[str] | dict | None) -> dict[str, list[float]]:
+    """`["clip_text=0,50,100"]` (or a dict) -> {"clip_text": [0.0, 50.0, 100.0]}, validated."""
+    if not items:
+        return {}
+    pairs = items.items() if isinstance(items, dict) else [_split_sweep(s) for s in items]
+    sweep: dict[str, list[float]] = {}
+    for term, values in pairs:
+        if term not in TERMS:
+            raise GuidedError(f"`--sweep` term {term!r} is not a guidance term; terms: {', '.join(TERMS)}")
+        values = [values] if isinstance(values, (int, float)) else list(values)
+        if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
+                             for v in values):
+            raise GuidedError(f"`--sweep` values of {term!r} must be finite numbers >= 0, got {values!r}")
+        sweep.setdefault(term, []).extend(float(v) for v in values)
+    return sweep
+
+
+def _split_sweep(text: str) -> tuple[str, list[float]]:
+    term, sep, raw = str(text).partition("=")
+    if not sep or not raw.strip():
+        raise GuidedError(f"`--sweep` must look like TERM=V,V,... (e.g. clip_text=0,50,100), got {text!r}")
+    try:
+        return term.strip(), [float(v) for v in raw.split(",")]
+    except ValueError:
+        raise GuidedError(f"`--sweep` values must be numbers, got {text!r}") from None
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    """A new folder, an empty one, or an earlier compare report (replaced); anything else refused."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise GuidedError(f"`out_dir` '{out_dir}' exists and is not a folder")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not (out_dir / "metrics.json").is_file():
+        raise GuidedError(f"`out_dir` '{out_dir}' exists, is not empty and is not a compare report; "
+                          "choose a new folder")
+
+
+def _publish(tmp: Path, out_dir: Path) -> None:
+    """Move the finished report from `tmp` to `out_dir`, replacing an earlier report there."""
+    old = None
+    if out_dir.exists():
+        old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+        out_dir.rename(old)
+    tmp.rename(out_dir)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+# ------------------------------------------------------------------------------------ running
+def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | None = None,
+            prompt: str | None = None, negative_prompt: str | None = None, preset: str | None = None,
+            models: str = "default", sweep: dict[str, list[float]] | Sequence[str] | None = None,
+            seed: int = DEFAULTS.seed, out_dir: str | Path, size: int | None = None,
+            strength: float | None = None, steps: int | None = None, guidance_scale: float | None = None,
+            guidance: dict | None = None, preserve_color: bool = False, scheduler: str | None = None,
+            model: str | None = None, device: str | None = None, mixed_precision: str | None = None,
+            gatys_preset: str = "default", gatys_iterations: int | None = None,
+            source_prompt: str = SOURCE_PROMPT, stylizer=None, command: str | None = None) -> CompareReport:
+    """Run classic NST (`gatys_preset`), plain img2img (every guidance weight 0) and guided img2img
+    (plus one guided run per `sweep` value) on `content` with the same seed; write the report.
+
+    Options are those of `Stylizer.run` / `Stylizer.load` (None: preset, then API default).
+    `stylizer`: an already loaded `Stylizer` to reuse (its `models` wins over `models`).
+    The folder appears complete or not at all: it is written next to `out_dir` and renamed."""
+    from guided.imageio import load_image
+
+    if models not in MODELS:
+        raise GuidedError(f"`models` must be one of {', '.join(MODELS)}, got {models!r}")
+    out_dir = Path(out_dir)
+    _check_out_dir(out_dir)
+    sweep = parse_sweep(sweep)
+    photo = load_image(content, what="content image")
+    style_list = [styles] if isinstance(styles, (str, Path, PIL.Image.Image)) else list(styles)
+    paintings = [load_image(s, what="style image") for s in style_list]
+    text = prompt
+    if preset is not None:
+        from guided.presets import load_preset
+
+        text = prompt if prompt is not None else load_preset(preset).prompt
+    if not (text or "").strip() and not paintings:
+        raise GuidedError("`prompt` is empty and no style painting was given: nothing to compare toward")
+
+    if stylizer is None:
+        from guided.stylize import Stylizer
+
+        stylizer = Stylizer.load(models=models, model=model, scheduler=scheduler, device=device,
+                                 mixed_precision=mixed_precision)
+    smoke = stylizer.models == "tiny"
+    run_kwargs = dict(prompt=prompt, negative_prompt=negative_prompt, style=style_list, style_weights=style_weights,
+                      strength=strength, steps=steps, guidance_scale=guidance_scale, seed=seed, size=size,
+                      preserve_color=preserve_color, preset=preset)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        report = _run_all(stylizer, photo, paintings, content, style_list, style_weights, text, run_kwargs,
+                          guidance or {}, sweep, seed, tmp, smoke, gatys_preset, gatys_iterations, size,
+                          source_prompt, command)
+        _publish(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    report.out_dir = out_dir
+    report.files = {k: out_dir / v.name for k, v in report.files.items()}
+    return report
+
+
+def _run_all(stylizer, photo, paintings, content, style_list, style_weights, prompt, run_kwargs, guidance, sweep,
+             seed, folder: Path, smoke: bool, gatys_preset, gatys_iterations, size, source_prompt, command):
+    from guided.imageio import save_image
+
+    memory = PeakMemory()
+    notes: list[str] = []
+    outputs: list[dict] = []  # name, label, image, metadata, seconds, peak, history, xlabel
+
+    # 1. Classic neural style transfer on the Stylizer's own VGG (needs a painting).
+    if paintings:
+        outputs.append(_classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_preset,
+                                gatys_iterations, size, memory))
+    else:
+        notes.append("classic: skipped, classic neural style transfer needs a style painting (--style)")
+
+    # 2. Plain img2img: every guidance weight 0 is exactly diffusers' img2img (tested in issue 3).
+    zero = GuidanceConfig(**{t: 0.0 for t in TERMS})
+    outputs.append(_stylize_stage(stylizer, content, run_kwargs, zero, "img2img", "img2img (no guidance)", memory))
+
+    # 3. Guided img2img, then one guided run per swept value.
+    outputs.append(_stylize_stage(stylizer, content, run_kwargs, dict(guidance), "guided", "guided", memory))
+    for term, values in sweep.items():
+        for value in values:
+            name = f"guided_{term}-{value:g}"
+            outputs.append(_stylize_stage(stylizer, content, run_kwargs, {**guidance, term: value}, name,
+                                          f"guided {term}={value:g}", memory))
+    for out in outputs:
+        notes += [f"{out['name']}: {n}" for n in out.get("notes", [])]
+
+    # 4. Score every image with the already loaded CLIP and VGG.
+    from guided.metrics import load_lpips
+
+    lpips = load_lpips()
+    notes.append(lpips.note)
+    scorer = _Scorer(stylizer.guidance_models, photo, paintings, style_weights, prompt, source_prompt, lpips)
+    notes += scorer.notes
+    rows = [{"name": "photo", "label": "photo (input, reference)", "file": None,
+             "metrics": scorer.score(photo, None, None)}]
+    for out in outputs:
+        path = save_image(out["image"], folder / f"{out['name']}.png", metadata=out["metadata"])
+        rows.append({"name": out["name"], "label": out["label"], "file": path.name,
+                     "metrics": scorer.score(out["image"], out["seconds"], out["peak"])})
+
+    # 5. The report files.
+    return _write_report(folder, photo, paintings, outputs, rows, notes, memory, stylizer, smoke, prompt,
+                         content, style_list, seed, sweep, command)
+
+
+def _classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_preset, gatys_iterations, size,
+             memory: PeakMemory) -> dict:
+    from torch import nn
+
+    from guided.gatys import stylize as gatys_stylize
+
+    vgg = stylizer.guidance_models.vgg
+    backbone = nn.Sequential(*vgg.body)  # the same modules: no second VGG in memory
+    iterations = gatys_iterations if gatys_iterations is not None else (TINY_GATYS_ITERATIONS if smoke else None)
+    side = size or (DEFAULTS.tiny_size if smoke else DEFAULTS.size)
+    memory.reset()
+    result = gatys_stylize(content, style_list, preset=gatys_preset, backbone=backbone, size=side,
+                           iterations=iterations, seed=seed, device=str(stylizer.accelerator.device),
+                           style_weights=style_weights, progress=sys.stderr.isatty())
+    peak = memory.peak_mb()
+    vgg_info = stylizer.model_info.get("guidance", {}).get("vgg", {})
+    metadata = dict(result.metadata)
+    # gatys only sees "a user module"; say what that module really is.
+    metadata["models"] = {"backbone": {"shared_with": "the guidance VGG of this compare run", "vgg": vgg_info}}
+    metadata["random_backbone"] = bool(stylizer.model_info.get("random"))
+    label = f"classic (Gatys, {gatys_preset} preset)" + (", tiny random VGG" if smoke else "")
+    notes = [f"stopped early: {result.stop_reason}"] if result.stopped_early else []
+    return {"name": "classic", "label": label, "image": result.image, "metadata": metadata,
+            "seconds": round(result.seconds, 3), "peak": peak, "history": result.history, "xlabel": "iteration",
+            "notes": notes}
+
+
+def _stylize_stage(stylizer, content, run_kwargs: dict, guidance, name: str, label: str, memory: PeakMemory) -> dict:
+    memory.reset()
+    result = stylizer.run(content, guidance=guidance, **run_kwargs)
+    peak = memory.peak_mb()
+    terms = [{k: v for k, v in h.items() if k in TERMS or k == "step"} for h in result.loss_history]
+    history = terms if any(len(h) > 1 for h in terms) else []
+    return {"name": name, "label": label, "image": result.image, "metadata": result.metadata,
+            "seconds": round(result.seconds, 3), "peak": peak, "history": history, "xlabel": "denoising step",
+            "notes": result.notes}
+
+
+class _Scorer:
+    """Every metric of one image against the compare's photo, paintings and prompt."""
+
+    def __init__(self, models, photo, paintings, style_weights, prompt, source_prompt, lpips):
+        import torch
+
+        from guided.imageio import pil_to_tensor
+        from guided.metrics import gram_targets
+        from guided.objective import loss_view
+
+        self.models, self.lpips, self.notes = models, lpips, []
+        config = GuidanceConfig()
+        self.size, self.gram_layers, self.content_layers = config.loss_size, config.gram_layers, config.content_layers
+        self.device = next(models.vgg.parameters()).device
+        self._view = lambda im: loss_view(pil_to_tensor(im).to(self.device), self.size)
+        self.photo = self._view(photo)
+        self.paintings = [self._view(p) for p in paintings]
+        self.prompt = prompt.strip() if isinstance(prompt, str) and prompt.strip() else None
+        self.source_prompt = source_prompt
+        self.style_embedding = None
+        self.grams = None
+        if self.paintings:
+            weights = list(style_weights) if style_weights else [1.0] * len(self.paintings)
+            with torch.no_grad():
+                embeds = torch.cat([models.clip.encode_image(p) for p in self.paintings])
+                w = torch.tensor(weights, device=embeds.device).view(-1, 1)
+                self.style_embedding = torch.nn.functional.normalize((w * embeds).sum(0, keepdim=True), dim=-1)
+            self.grams = gram_targets(models.vgg, self.paintings, self.gram_layers, weights)
+        else:
+            self.notes.append("clip_style, gram: null, no style painting given")
+        if self.prompt is None:
+            self.notes.append("clip_text, clip_direction: null, no prompt given")
+        else:
+            self.notes.append(f"clip_direction: edit from the caption {source_prompt!r} to the prompt")
+
+    def score(self, image: PIL.Image.Image, seconds: float | None, peak: float | None) -> dict[str, Any]:
+        import torch
+
+        from guided import metrics
+
+        x = self._view(image)
+        clip, vgg = self.models.clip, self.models.vgg
+        out: dict[str, Any] = dict.fromkeys(("clip_text", "clip_style", "clip_direction", "gram"))
+        if self.prompt is not None:
+            out["clip_text"] = metrics.clip_score(clip, x, self.prompt)
+            out["clip_direction"] = metrics.clip_directional_similarity(clip, self.photo, x, self.source_prompt,
+                                                                        self.prompt)
+        if self.style_embedding is not None:
+            with torch.no_grad():
+                out["clip_style"] = float((clip.encode_image(x) * self.style_embedding).sum(-1).mean())
+            out["gram"] = metrics.gram_distance(vgg, x, self.grams, self.gram_layers)
+        out["content"] = metrics.content_distance(vgg, x, self.photo, self.content_layers)
+        out["lpips"] = self.lpips(x, self.photo)
+        out["seconds"] = seconds
+        out["peak_memory_mb"] = peak
+        return out
+
+
+def _write_report(folder: Path, photo, paintings, outputs, rows, notes, memory, stylizer, smoke, prompt, content,
+                  style_list, seed, sweep, command) -> CompareReport:
+    from guided.manifest import build_manifest, json_safe
+    from guided.report import make_grid, metrics_markdown, plot_curves, render_html
+
+    title = "guided compare" + (" — SMOKE RUN (tiny random models)" if smoke else "")
+    cells = [("photo", photo)] + [(f"style {i + 1}" if len(paintings) > 1 else "style", p)
+                                  for i, p in enumerate(paintings)]
+    cells += [(o["label"], o["image"]) for o in outputs]
+    grid = make_grid(cells, title="SMOKE RUN: tiny random models, not stylizations" if smoke else None)
+    files = {"grid": folder / "grid.png"}
+    grid.save(files["grid"], format="PNG")
+    panels = [(o["label"], o["history"], o["xlabel"]) for o in outputs if o["history"]]
+    if panels:
+        files["curves"] = plot_curves(panels, folder / "curves.png")
+    else:
+        notes.append("curves: no run recorded a loss history")
+    notes.append(f"peak_memory_mb: {memory.method}")
+    inputs = {"content": _describe(content), "style": [_describe(s) for s in style_list] or None,
+              "prompt": prompt, "seed": seed, "sweep": sweep or None, "models": stylizer.models,
+              "device": str(stylizer.accelerator.device), "precision": stylizer.accelerator.mixed_precision}
+    document = build_manifest(kind="compare", parameters=inputs, seed=seed, models=stylizer.model_info,
+                              device=str(stylizer.accelerator.device), precision=stylizer.accelerator.mixed_precision,
+                              extra={"smoke_run": smoke, "label": SMOKE_LABEL if smoke else None,
+                                     "metric_keys": [k for k, _ in _columns()], "metric_definitions": dict(_columns()),
+                                     "peak_memory_method": memory.method,
+                                     "outputs": rows, "notes": notes})
+    files["metrics.json"] = folder / "metrics.json"
+    files["metrics.json"].write_text(json.dumps(json_safe(document), indent=2, ensure_ascii=False) + "\n",
+                                     encoding="utf-8")
+    files["metrics.md"] = folder / "metrics.md"
+    files["metrics.md"].write_text(metrics_markdown(rows, title=title, notes=([SMOKE_LABEL] if smoke else []) + notes),
+                                   encoding="utf-8")
+    files["report.html"] = folder / "report.html"
+    files["report.html"].write_text(
+        render_html(title=title, smoke=SMOKE_LABEL if smoke else None, inputs=inputs, grid_png=files["grid"],
+                    curves_png=files.get("curves"), rows=rows, notes=notes, command=command), encoding="utf-8")
+    for row in rows:
+        if row["file"]:
+            files[row["name"]] = folder / row["file"]
+    return CompareReport(out_dir=folder, rows=rows, metrics=document, files=files, smoke=smoke, notes=notes)
+
+
+def _columns():
+    from guided.report import METRIC_COLUMNS
+
+    return METRIC_COLUMNS
+
+
+def _describe(source) -> str:
+    return "<PIL image>" if isinstance(source, PIL.Image.Image) else str(source)

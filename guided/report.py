@@ -1,0 +1,210 @@
+"""The files of a compare report: a labelled grid, loss curves, a Markdown table and one HTML page.
+
+Everything here works on plain data (PIL images, lists of dicts): `guided.compare` produces the
+data, this module only draws and writes it. The HTML page is self-contained: images are inline
+`data:image/png;base64` URIs and the style sheet is inline, so it reads offline from any folder.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+from PIL import Image, ImageDraw, ImageFont
+
+#: Metric columns, in table order, with a header and how each value reads.
+METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("clip_text", "CLIPScore to the prompt: 100·max(cos, 0), higher = closer to the prompt"),
+    ("clip_style", "CLIP image cosine to the painting, higher = closer"),
+    ("clip_direction", "CLIP directional similarity of the edit (photo → output vs source text → prompt), higher = better"),
+    ("gram", "VGG Gram distance to the painting, lower = closer style"),
+    ("content", "VGG content distance to the photo, lower = layout kept"),
+    ("lpips", "LPIPS distance to the photo, lower = more similar (null: weights absent)"),
+    ("seconds", "wall time of the stage, seconds"),
+    ("peak_memory_mb", "peak resident memory of the process during the stage, MB"),
+)
+METRIC_KEYS = tuple(key for key, _ in METRIC_COLUMNS)
+
+CELL = 192  # grid cell height in pixels: tiny 64 px outputs are scaled up to stay visible
+LABEL_HEIGHT = 34
+
+
+def _font(size: int) -> ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1 has a single bitmap size
+        return ImageFont.load_default()
+
+
+def make_grid(cells: Sequence[tuple[str, Image.Image]], *, height: int = CELL, title: str | None = None) -> Image.Image:
+    """Images side by side at one height (aspect kept), each labelled underneath."""
+    if not cells:
+        raise ValueError("`cells` is empty: nothing to put in the grid")
+    scaled = []
+    for label, image in cells:
+        w, h = image.size
+        width = max(1, round(w * height / h))
+        resample = Image.NEAREST if h < height / 2 else Image.LANCZOS  # tiny outputs: show real pixels
+        scaled.append((label, image.convert("RGB").resize((width, height), resample)))
+    pad = 6
+    top = 28 if title else 0
+    total_w = sum(im.width for _, im in scaled) + pad * (len(scaled) + 1)
+    grid = Image.new("RGB", (total_w, top + height + LABEL_HEIGHT + pad), "white")
+    draw = ImageDraw.Draw(grid)
+    font, small = _font(14), _font(12)
+    if title:
+        draw.text((pad, 6), title, fill=(150, 0, 0), font=font)
+    x = pad
+    for label, image in scaled:
+        grid.paste(image, (x, top))
+        for i, line in enumerate(_wrap(draw, label, small, image.width)):
+            draw.text((x, top + height + 4 + 14 * i), line, fill="black", font=small)
+        x += image.width + pad
+    return grid
+
+
+def _wrap(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> list[str]:
+    """`text` in at most two lines of `width` pixels (the second shortened when needed)."""
+    words, lines = text.split(), [""]
+    for word in words:
+        candidate = f"{lines[-1]} {word}".strip()
+        if draw.textlength(candidate, font=font) <= width or not lines[-1]:
+            lines[-1] = candidate
+        elif len(lines) < 2:
+            lines.append(word)
+        else:
+            lines[-1] = candidate
+    return [_fit(draw, line, font, width) for line in lines]
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    """`text` shortened with an ellipsis until it fits `width` pixels."""
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while len(text) > 1 and draw.textlength(text + "…", font=font) > width:
+        text = text[:-1]
+    return text + "…"
+
+
+def plot_curves(panels: Sequence[tuple[str, list[dict], str]], path: str | Path) -> Path:
+    """One panel per run: (title, history, x-axis label); each numeric key except bookkeeping a line.
+
+    Values are drawn on a log scale when all are positive (losses spanning decades), else linear."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    panels = [p for p in panels if p[1]]
+    if not panels:
+        raise ValueError("`panels` hold no history: nothing to plot")
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), dpi=100, squeeze=False)
+    skip = {"iteration", "step", "timestep", "guided", "size"}
+    try:
+        for ax, (title, history, xlabel) in zip(axes.flat, panels):
+            keys = [k for k in dict.fromkeys(k for h in history for k in h) if k not in skip]
+            positive = True
+            for key in keys:
+                points = [(i, h[key]) for i, h in enumerate(history)
+                          if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])]
+                if points:
+                    positive &= all(v > 0 for _, v in points)
+                    ax.plot([p[0] for p in points], [p[1] for p in points], label=key, marker="." if len(points) < 30 else None)
+            if positive and keys:
+                ax.set_yscale("log")
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel(xlabel)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.grid(True, alpha=0.3)
+            if keys:
+                ax.legend(fontsize=8)
+        for ax in list(axes.flat)[len(panels):]:
+            ax.axis("off")
+        fig.tight_layout()
+        path = Path(path)
+        fig.savefig(path, format="png")
+    finally:
+        plt.close(fig)
+    return path
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def metrics_markdown(rows: Sequence[dict], *, title: str, notes: Sequence[str] = ()) -> str:
+    """A Markdown table: one row per output (`name`, `label`, `metrics`), one column per metric."""
+    lines = [f"# {title}", "", "| output | " + " | ".join(METRIC_KEYS) + " |",
+             "|---|" + "---:|" * len(METRIC_KEYS)]
+    for row in rows:
+        values = " | ".join(_cell(row["metrics"].get(k)) for k in METRIC_KEYS)
+        lines.append(f"| {row['label']} | {values} |")
+    lines += ["", "Columns:", ""] + [f"- `{k}`: {d}" for k, d in METRIC_COLUMNS]
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    return "\n".join(lines) + "\n"
+
+
+def data_uri(path_or_image: str | Path | Image.Image) -> str:
+    """A PNG as a `data:image/png;base64,...` URI."""
+    if isinstance(path_or_image, Image.Image):
+        buffer = io.BytesIO()
+        path_or_image.save(buffer, format="PNG")
+        raw = buffer.getvalue()
+    else:
+        raw = Path(path_or_image).read_bytes()
+    return "data:image/png;base64," + base64.b64encode(raw).decode("ascii")
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
+color:#222;padding:0 1em}h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}
+.smoke{background:#fff3cd;border:2px solid #d39e00;padding:.7em 1em;font-weight:600}
+table{border-collapse:collapse;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
+th:first-child,td:first-child{text-align:left}thead th{background:#f2f2f2}td.null{color:#999}
+img{max-width:100%;border:1px solid #ddd}dt{font-family:monospace;font-weight:600}dd{margin:0 0 .4em 1.2em}
+code{background:#f4f4f4;padding:0 .2em}.small{font-size:.85em;color:#555}
+"""
+
+
+def render_html(*, title: str, smoke: str | None, inputs: dict, grid_png: str | Path, curves_png: str | Path | None,
+                rows: Sequence[dict], notes: Sequence[str], command: str | None = None) -> str:
+    """The report page; every image inline, nothing fetched."""
+    e = html.escape
+    head = "".join(f"<th>{e(k)}</th>" for k in METRIC_KEYS)
+    body = []
+    for row in rows:
+        cells = "".join(f'<td class="{"null" if row["metrics"].get(k) is None else ""}">{e(_cell(row["metrics"].get(k)))}</td>'
+                        for k in METRIC_KEYS)
+        body.append(f"<tr><td>{e(row['label'])}</td>{cells}</tr>")
+    parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
+             f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>"]
+    if smoke:
+        parts.append(f'<p class="smoke" id="smoke-run">{e(smoke)}</p>')
+    parts.append("<h2>Inputs</h2><ul>" + "".join(f"<li><b>{e(str(k))}</b>: {e(str(v))}</li>" for k, v in inputs.items())
+                 + "</ul>")
+    if command:
+        parts.append(f'<p class="small">Command: <code>{e(command)}</code></p>')
+    parts.append(f'<h2>Results</h2><img id="grid" alt="grid of the photo, the painting and every output" '
+                 f'src="{data_uri(grid_png)}">')
+    parts.append(f'<h2>Metrics</h2><table id="metrics"><thead><tr><th>output</th>{head}</tr></thead>'
+                 f"<tbody>{''.join(body)}</tbody></table>")
+    parts.append("<dl>" + "".join(f"<dt>{e(k)}</dt><dd>{e(d)}</dd>" for k, d in METRIC_COLUMNS) + "</dl>")
+    if curves_png is not None:
+        parts.append(f'<h2>Loss curves</h2><img id="curves" alt="loss curves" src="{data_uri(curves_png)}">')
+    if notes:
+        parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
+    parts.append('<p class="small">Every image written by guided carries its parameters (PNG text chunk and '
+                 '<code>.json</code> sidecar) and an AI-generated marker; <code>guided inspect FILE.png</code> '
+                 "prints them.</p></body></html>")
+    return "\n".join(parts)
