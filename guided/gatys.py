@@ -1,0 +1,331 @@
+"""Classic neural style transfer (Gatys et al. 2016), as taught in Dive into Deep Learning §14.12.
+
+The image itself is the parameter. One VGG forward pass gives every content and style layer;
+the loss terms are the chapter's `compute_loss`: weighted content MSE, weighted Gram MSE summed
+over style layers, weighted total variation of the normalised image. Gram matrices and losses
+are float32 even when the network runs under bf16 autocast.
+
+    >>> from guided.gatys import stylize
+    >>> result = stylize("photo.jpg", "painting.jpg", preset="d2l", backbone="vgg19-random")
+    >>> result.image.save("out.png"); result.history[-1]["total"]
+"""
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from guided.errors import GuidedError
+from guided.color import transfer_luminance
+from guided.gatys_images import denormalize, initial_image, output_size, preprocess, scaled, style_size
+from guided.gatys_presets import PRESETS, GatysPreset, get_preset, override
+from guided.losses import content_loss, gram_loss, gram_matrix, tv_loss
+from guided.vgg import BackboneInfo, VGGFeatures, resolve_backbone
+
+ImageInput = str | Path | Image.Image
+
+
+class GatysObjective(nn.Module):
+    """The chapter's `compute_loss` over one shared VGG pass; targets held as buffers."""
+
+    def __init__(self, features: VGGFeatures, preset: GatysPreset):
+        super().__init__()
+        self.features = features
+        self.content_layers = list(preset.content_layers)
+        self.style_layers = list(preset.style_layers)
+        self.layer_weights = list(preset.layer_weights or [1.0] * len(self.style_layers))
+        self.weights = (preset.content_weight, preset.style_weight, preset.tv_weight)
+        self.content_targets: dict[str, Tensor] = {}
+        self.gram_targets: dict[str, Tensor] = {}
+
+    def extra_repr(self) -> str:
+        return f"content={self.content_layers}, style={self.style_layers}, weights={self.weights}"
+
+    def layers(self) -> list[str]:
+        return list(dict.fromkeys(self.content_layers + self.style_layers))
+
+    @torch.no_grad()
+    def set_targets(self, content: Tensor, styles: list[Tensor], blend: list[float], autocast) -> None:
+        """Content features of `content` and the blend-weighted Gram matrices of `styles`."""
+        with autocast():
+            feats = self.features(content, self.content_layers, normalized=True)
+        self.content_targets = {k: v.float() for k, v in feats.items()}
+        grams = {layer: torch.zeros(()) for layer in self.style_layers}
+        total = float(sum(blend))
+        for weight, style in zip(blend, styles):
+            with autocast():
+                sf = self.features(style, self.style_layers, normalized=True)
+            for layer in self.style_layers:
+                grams[layer] = grams[layer] + weight / total * gram_matrix(sf[layer])
+        self.gram_targets = grams
+
+    def forward(self, x: Tensor, autocast) -> dict[str, Tensor]:
+        """{'content', 'style', 'tv', 'total'}: the weighted terms, float32, computed outside autocast."""
+        with autocast():
+            feats = self.features(x, self.layers(), normalized=True)
+        cw, sw, tw = self.weights
+        zero = x.new_zeros((), dtype=torch.float32)
+        content = sum((content_loss(feats[k], self.content_targets[k]) * cw for k in self.content_layers), zero)
+        style = sum((gram_loss(feats[k], self.gram_targets[k]) * (sw * lw)
+                     for k, lw in zip(self.style_layers, self.layer_weights)), zero)
+        tv = tv_loss(x) * tw
+        return {"content": content, "style": style, "tv": tv, "total": content + style + tv}
+
+
+@dataclass
+class GatysResult:
+    """What `stylize` returns."""
+
+    image: Image.Image
+    #: One dict per iteration: content, style, tv, total (weighted, before that iteration's step), iteration, size.
+    history: list[dict]
+    metadata: dict
+    backbone_info: BackboneInfo
+    preset: GatysPreset
+    stopped_early: bool = False
+    stop_reason: str | None = None
+    seconds: float = 0.0
+    tensor: Tensor | None = field(default=None, repr=False)  # final image, normalised space
+
+    def save(self, path: str | Path, *, sidecar: bool = True) -> Path:
+        """Write the PNG with its manifest (PNG text chunk + JSON sidecar)."""
+        from guided.imageio import save_image
+
+        return save_image(self.image, path, metadata=self.metadata, sidecar=sidecar)
+
+
+def _make_optimizer(x: Tensor, p: GatysPreset):
+    if p.optimizer == "adam":
+        opt = torch.optim.Adam([x], lr=p.lr)
+    else:
+        # One function evaluation per step keeps progress, history and the NaN check per iteration;
+        # the curvature memory persists across steps. No line search: like most style-transfer codes.
+        opt = torch.optim.LBFGS([x], lr=p.lr, max_iter=1, history_size=50,
+                                tolerance_grad=0.0, tolerance_change=0.0)
+    sched = torch.optim.lr_scheduler.StepLR(opt, p.lr_step, p.lr_gamma) if p.lr_step > 0 else None
+    return opt, sched
+
+
+def _iterations_per_scale(p: GatysPreset) -> list[int]:
+    if p.multiscale == 1:
+        return [p.iterations]
+    if p.final_fraction is None:
+        per = [p.iterations // p.multiscale] * p.multiscale
+        return per[:-1] + [per[-1] + p.iterations - sum(per)]
+    final = round(p.iterations * p.final_fraction)
+    coarse = p.iterations - final
+    per = [coarse // (p.multiscale - 1)] * (p.multiscale - 1)
+    per[-1] += coarse - sum(per)
+    return per + [final]
+
+
+@dataclass
+class _Run:
+    """Mutable state of one optimisation run."""
+
+    objective: GatysObjective
+    autocast: Callable
+    history: list[dict] = field(default_factory=list)
+    last_good: Tensor | None = None
+    stop_reason: str | None = None
+
+
+def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) -> Tensor:
+    """Optimise `x` (normalised space) for `steps` iterations; stops at the first non-finite loss."""
+    x = x.detach().contiguous().clone().requires_grad_(True)
+    opt, sched = _make_optimizer(x, p)
+    size = list(x.shape[-2:])
+
+    def closure() -> Tensor:
+        opt.zero_grad(set_to_none=True)
+        losses = run.objective(x, run.autocast)
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        if not all(math.isfinite(v) for v in values.values()):
+            run.stop_reason = (f"non-finite loss at iteration {len(run.history)} ({values}); "
+                               "kept the last image with a finite loss")
+            return losses["total"].detach()
+        run.last_good = x.detach().clone()
+        run.history.append({"iteration": len(run.history), **values, "size": size})
+        losses["total"].backward()
+        return losses["total"]
+
+    for _ in range(steps):
+        if p.optimizer == "adam":
+            closure()
+            if run.stop_reason is None:
+                opt.step()
+        else:
+            opt.step(closure)
+        if run.stop_reason is not None:
+            break
+        if sched is not None:
+            sched.step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{run.history[-1]['total']:.4g}", refresh=False)
+        on_step(len(run.history), x)
+    return x.detach() if run.stop_reason is None else run.last_good
+
+
+def _load_inputs(content: ImageInput, styles: ImageInput | Sequence[ImageInput]):
+    from guided.imageio import load_image
+
+    style_list = [styles] if isinstance(styles, (str, Path, Image.Image)) else list(styles)
+    if not style_list:
+        raise GuidedError("`styles` is empty: give at least one style image")
+    content_img = load_image(content, what="content image")
+    style_imgs = [load_image(s, what="style image") for s in style_list]
+    return content_img, style_imgs, style_list
+
+
+def _check_blend(style_weights: Sequence[float] | None, n: int) -> list[float]:
+    if style_weights is None:
+        return [1.0] * n
+    blend = [float(w) for w in style_weights]
+    if len(blend) != n:
+        raise GuidedError(f"`style_weights` has {len(blend)} entries for {n} style image(s): {blend}")
+    if any(not math.isfinite(w) or w < 0 for w in blend) or sum(blend) <= 0:
+        raise GuidedError(f"`style_weights` must be non-negative with a positive sum, got {blend}")
+    return blend
+
+
+def _describe(source: ImageInput) -> str:
+    return "<PIL image>" if isinstance(source, Image.Image) else str(source)
+
+
+def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
+            preset: str | GatysPreset = "default",
+            backbone: str | Path | nn.Module | None = None,
+            size: int | tuple[int, int] | None = None,
+            iterations: int | None = None,
+            optimizer: str | None = None,
+            mixed_precision: str | None = None,
+            seed: int = 0,
+            device: str | torch.device | None = None,
+            style_weights: Sequence[float] | None = None,
+            original_colors: bool | None = None,
+            init: str | None = None,
+            multiscale: int | None = None,
+            layer_weights: Sequence[float] | None = None,
+            style_scale: float | None = None,
+            content_weight: float | None = None,
+            style_weight: float | None = None,
+            tv_weight: float | None = None,
+            lr: float | None = None,
+            save_every: int | None = None,
+            save_dir: str | Path | None = None,
+            progress: bool = True,
+            callback: Callable[[int, Tensor, dict], None] | None = None) -> GatysResult:
+    """Paint `content` in the style of `styles` by optimising the image (Gatys et al. 2016).
+
+    Every option left at None takes the value of `preset` (`guided.gatys_presets.PRESETS`).
+    `styles` is one image or several, mixed by `style_weights` (blended Gram targets). `size` is the
+    long side (int) or an exact (h, w). `backbone`: see `guided.vgg.resolve_backbone`. `callback`
+    gets (iteration, image in [0, 1], last losses) after every step.
+    """
+    # 1. Check inputs and resolve the options against the preset.
+    p = override(get_preset(preset), size=size, iterations=iterations, optimizer=optimizer,
+                 mixed_precision=mixed_precision, original_colors=original_colors, init=init,
+                 multiscale=multiscale, layer_weights=layer_weights, style_scale=style_scale,
+                 content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight, lr=lr)
+    if save_every is not None and (save_every < 1 or save_dir is None):
+        raise GuidedError(f"`save_every` must be a positive int with `save_dir` set, got {save_every!r}, "
+                          f"save_dir={save_dir!r}")
+    from guided.accel import make_accelerator
+
+    accelerator = make_accelerator(device, p.mixed_precision)  # fp16 on CPU -> GuidedError
+    content_img, style_imgs, style_sources = _load_inputs(content, styles)
+    blend = _check_blend(style_weights, len(style_imgs))
+
+    # 2. The network: resolved weights (never silently random), one shared forward pass.
+    net, info = resolve_backbone(backbone, seed=seed)
+    features = VGGFeatures(net, info.arch, pool=p.pool).to(accelerator.device)
+    objective = GatysObjective(features, p)
+    autocast = accelerator.autocast if p.mixed_precision != "no" else contextlib.nullcontext
+    run = _Run(objective, autocast)
+
+    # 3. Coarse-to-fine: each scale halves the next; the image is carried over by bilinear upsampling.
+    final_hw = output_size(content_img, p.size)
+    factors = [0.5 ** k for k in reversed(range(p.multiscale))]
+    steps = _iterations_per_scale(p)
+    generator = torch.Generator().manual_seed(seed)
+    start = time.perf_counter()
+    saves = Path(save_dir) if save_dir is not None else None
+
+    def on_step(i: int, x: Tensor) -> None:
+        if saves is not None and save_every and i % save_every == 0:
+            from guided.imageio import save_image, tensor_to_pil
+
+            saves.mkdir(parents=True, exist_ok=True)
+            save_image(tensor_to_pil(denormalize(x.detach().cpu())), saves / f"gatys_{i:05d}.png",
+                       metadata={"kind": "gatys-intermediate", "iteration": i, "preset": p.name}, sidecar=False)
+        if callback is not None:
+            callback(i, denormalize(x.detach()), run.history[-1])
+
+    from tqdm.auto import tqdm
+
+    x: Tensor | None = None
+    with tqdm(total=p.iterations, desc=f"gatys {p.name}", unit="it", disable=not progress,
+              file=sys.stderr) as bar:
+        for factor, n in zip(factors, steps):
+            hw = scaled(final_hw, factor) if factor < 1 else final_hw
+            content_x = preprocess(content_img, hw).to(accelerator.device)
+            style_xs = [preprocess(s, style_size(s, hw, p.style_scale)).to(accelerator.device) for s in style_imgs]
+            objective.set_targets(content_x, style_xs, blend, autocast)
+            if x is None:
+                x = initial_image(p.init, content_x.cpu(), [s.cpu() for s in style_xs], blend,
+                                  generator).to(accelerator.device)
+            else:
+                x = nn.functional.interpolate(x, size=hw, mode="bilinear", align_corners=False)
+            x = _optimize(run, x, p, n, bar, on_step)
+            if run.stop_reason is not None:
+                break
+    seconds = time.perf_counter() - start
+    if run.stop_reason is not None:
+        warnings.warn(f"gatys: {run.stop_reason}", RuntimeWarning, stacklevel=2)
+        print(f"WARNING: gatys stopped early: {run.stop_reason}", file=sys.stderr)
+
+    # 4. Postprocess: de-normalise, clamp, optionally keep the photo's colours.
+    from guided.imageio import tensor_to_pil
+
+    out01 = denormalize(x.detach().float().cpu())
+    if p.original_colors:
+        out01 = transfer_luminance(out01, denormalize(preprocess(content_img, tuple(out01.shape[-2:]))))
+    image = tensor_to_pil(out01)
+    metadata = _manifest(p, info, accelerator, seed, blend, content, style_sources, run, seconds)
+    return GatysResult(image=image, history=run.history, metadata=metadata, backbone_info=info, preset=p,
+                       stopped_early=run.stop_reason is not None, stop_reason=run.stop_reason,
+                       seconds=seconds, tensor=x.detach())
+
+
+def _manifest(p: GatysPreset, info: BackboneInfo, accelerator, seed: int, blend: list[float],
+              content: ImageInput, styles: list[ImageInput], run: _Run, seconds: float) -> dict:
+    from guided.manifest import build_manifest
+
+    parameters = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(p).items()}
+    parameters.update(preset=p.name, content=_describe(content), styles=[_describe(s) for s in styles],
+                      style_weights=blend)
+    return build_manifest(kind="gatys", parameters=parameters, seed=seed,
+                          models={"backbone": {**asdict(info), "description": info.describe()}},
+                          device=str(accelerator.device), precision=p.mixed_precision,
+                          losses=run.history, seconds=round(seconds, 3),
+                          extra={"stopped_early": run.stop_reason is not None, "stop_reason": run.stop_reason,
+                                 "random_backbone": info.random})
+
+
+__all__ = ["stylize", "GatysResult", "GatysObjective", "GatysPreset", "PRESETS", "plot_history"]
+
+
+def plot_history(history: list[dict], path: str | Path) -> Path:
+    """Loss curves (log scale, one line per term) as a PNG; see `guided.plots`."""
+    from guided.plots import plot_history as _plot
+
+    return _plot(history, path)
