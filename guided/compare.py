@@ -150,13 +150,16 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
             strength: float | None = None, steps: int | None = None, guidance_scale: float | None = None,
             guidance: dict | None = None, preserve_color: bool = False, scheduler: str | None = None,
             model: str | None = None, device: str | None = None, mixed_precision: str | None = None,
-            gatys_preset: str = "default", gatys_iterations: int | None = None,
+            gatys_preset: str = "default", gatys_options: dict | None = None,
             source_prompt: str = SOURCE_PROMPT, stylizer=None, command: str | None = None) -> CompareReport:
     """Run classic NST (`gatys_preset`), plain img2img (every guidance weight 0) and guided img2img
     (plus one guided run per `sweep` value) on `content` with the same seed; write the report.
 
     Options are those of `Stylizer.run` / `Stylizer.load` (None: preset, then API default).
-    `stylizer`: an already loaded `Stylizer` to reuse (its `models` wins over `models`).
+    `gatys_options`: keyword arguments of `guided.gatys.stylize` (iterations, size, optimizer, ...);
+    by default the classic output has the guided outputs' size, and with tiny models
+    `TINY_GATYS_ITERATIONS` iterations. `stylizer`: an already loaded `Stylizer` to reuse (its
+    `models` wins over `models`).
     The folder appears complete or not at all: it is written next to `out_dir` and renamed."""
     from guided.imageio import load_image
 
@@ -191,7 +194,7 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     tmp.mkdir()
     try:
         report = _run_all(stylizer, photo, paintings, content, style_list, style_weights, text, run_kwargs,
-                          guidance or {}, sweep, seed, tmp, smoke, gatys_preset, gatys_iterations, size,
+                          guidance or {}, sweep, seed, tmp, smoke, gatys_preset, dict(gatys_options or {}), size,
                           source_prompt, command)
         _publish(tmp, out_dir)
     except BaseException:
@@ -203,7 +206,7 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
 
 
 def _run_all(stylizer, photo, paintings, content, style_list, style_weights, prompt, run_kwargs, guidance, sweep,
-             seed, folder: Path, smoke: bool, gatys_preset, gatys_iterations, size, source_prompt, command):
+             seed, folder: Path, smoke: bool, gatys_preset, gatys_options, size, source_prompt, command):
     from guided.imageio import save_image
 
     memory = PeakMemory()
@@ -213,7 +216,7 @@ def _run_all(stylizer, photo, paintings, content, style_list, style_weights, pro
     # 1. Classic neural style transfer on the Stylizer's own VGG (needs a painting).
     if paintings:
         outputs.append(_classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_preset,
-                                gatys_iterations, size, memory))
+                                gatys_options, size, memory))
     else:
         notes.append("classic: skipped, classic neural style transfer needs a style painting (--style)")
 
@@ -250,7 +253,7 @@ def _run_all(stylizer, photo, paintings, content, style_list, style_weights, pro
                          content, style_list, seed, sweep, command)
 
 
-def _classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_preset, gatys_iterations, size,
+def _classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_preset, options: dict, size,
              memory: PeakMemory) -> dict:
     from torch import nn
 
@@ -258,12 +261,16 @@ def _classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_pr
 
     vgg = stylizer.guidance_models.vgg
     backbone = nn.Sequential(*vgg.body)  # the same modules: no second VGG in memory
-    iterations = gatys_iterations if gatys_iterations is not None else (TINY_GATYS_ITERATIONS if smoke else None)
-    side = size or (DEFAULTS.tiny_size if smoke else DEFAULTS.size)
+    for key in ("backbone", "seed", "device", "style_weights", "preset"):
+        if key in options:
+            raise GuidedError(f"`gatys_options` may not set `{key}`: compare sets it for every stage")
+    options.setdefault("size", size or (DEFAULTS.tiny_size if smoke else DEFAULTS.size))
+    if smoke:
+        options.setdefault("iterations", TINY_GATYS_ITERATIONS)
+    options.setdefault("progress", sys.stderr.isatty())
     memory.reset()
-    result = gatys_stylize(content, style_list, preset=gatys_preset, backbone=backbone, size=side,
-                           iterations=iterations, seed=seed, device=str(stylizer.accelerator.device),
-                           style_weights=style_weights, progress=sys.stderr.isatty())
+    result = gatys_stylize(content, style_list, preset=gatys_preset, backbone=backbone, seed=seed,
+                           device=str(stylizer.accelerator.device), style_weights=style_weights, **options)
     peak = memory.peak_mb()
     vgg_info = stylizer.model_info.get("guidance", {}).get("vgg", {})
     metadata = dict(result.metadata)
