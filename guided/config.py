@@ -79,7 +79,10 @@ class GuidanceConfig:
     # Unit-RMS gradient per term before weighting (see the class docstring). Off: one backward of
     # the weighted sum, cheaper, but weights must then be tuned to each loss's raw scale.
     normalize_gradients: bool = True
-    cutouts: int = 4  # random crops seen by CLIP: fewer adversarial gradients than one view, 4 keeps CPU cost low
+    # Random crops CLIP sees (0: the whole image once). Several views make CLIP gradients less
+    # adversarial, but each crop costs a CLIP forward and two backwards, the largest guidance cost
+    # on CPU; 2 keeps `fast` mode near the unguided cost. Raise to 8-16 on a GPU.
+    cutouts: int = 2
     cutout_augment: bool = True  # flips and noise on the cutouts: CLIP gradients become less adversarial
     mode: str = "fast"  # no UNet backward: the cost target of the project (full backprop costs several ×)
     fast_decoder: str = "auto"  # AutoencoderTiny where its weights are present, else the VAE at low resolution

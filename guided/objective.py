@@ -245,8 +245,9 @@ class GuidedObjective:
         Returns (gradient, same shape as `image01`, float32; {term: unweighted value}; notes).
         Descending it (image - lr * gradient) lowers the objective. With `normalize_gradients`
         each term's gradient is scaled to unit RMS per image before weighting, so a single term's
-        weighted gradient has RMS equal to its weight. A term whose gradient is not finite is
-        skipped and noted; no active term gives zeros.
+        weighted gradient has RMS equal to its weight; without it, the gradient is that of the
+        batch's sum of weighted terms, so each image's gradient does not depend on the batch size.
+        A term whose gradient is not finite is skipped and noted; no active term gives zeros.
         """
         active = [n for n in self.config.active_terms(step, num_steps) if n in self.available_terms]
         total = torch.zeros(image01.shape, dtype=torch.float32, device=image01.device)
@@ -258,8 +259,8 @@ class GuidedObjective:
             values = self.terms(x, active)
             if self.config.normalize_gradients:
                 grads = self._per_term_grads(x, values, active)
-            else:
-                loss = sum(self.config.weight(n) * values[n] for n in active)
+            else:  # x batch size: each image's gradient does not depend on how many share the batch
+                loss = x.shape[0] * sum(self.config.weight(n) * values[n] for n in active)
                 (g,) = torch.autograd.grad(loss, x, allow_unused=True)
                 grads = None if g is not None and not torch.isfinite(g).all() else {"all": g}
                 if grads is None:  # find the culprit on a fresh graph; a rare path
@@ -275,7 +276,7 @@ class GuidedObjective:
                 rms = g.pow(2).mean(dim=tuple(range(1, g.ndim)), keepdim=True).sqrt()
                 g = self.config.weight(name) * g / (rms + _EPS)
             elif name != "all":
-                g = self.config.weight(name) * g
+                g = x.shape[0] * self.config.weight(name) * g
             total += g
         floats = {n: float(v.detach()) for n, v in values.items()}
         notes += [f"{n}: non-finite value {v}" for n, v in floats.items() if v != v or abs(v) == float("inf")]

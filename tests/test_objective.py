@@ -121,6 +121,8 @@ def test_unnormalised_gradient_is_the_weighted_sum(models):
     grad, got_values, notes = obj.image_gradient(x.detach(), step=0, num_steps=1)
     torch.testing.assert_close(grad, expected)
     assert set(got_values) == {"gram", "tv"} and notes == []
+    pair, _, _ = obj.image_gradient(torch.cat([x.detach(), _image(9)]), step=0, num_steps=1)
+    torch.testing.assert_close(pair[:1], expected)  # an image's gradient does not depend on the batch
 
 
 @pytest.mark.parametrize("normalize", [True, False])
