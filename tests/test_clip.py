@@ -156,3 +156,24 @@ def test_load_clip_weights_that_do_not_fit_are_an_error(clip, tmp_path):
     (folder / "open_clip_model.safetensors").unlink()
     with pytest.raises(WeightsNotFoundError, match="no weights file"):
         load_clip(str(folder))
+
+
+def test_tag_found_in_cache_loads_offline_without_download(clip, tmp_path, monkeypatch):
+    """The tag path end to end, on a tiny architecture registered with open_clip for the test."""
+    import json
+
+    import open_clip
+
+    import guided.clip as clip_module
+
+    folder = save_clip_folder(clip, tmp_path / "cache", _model_cfg())
+    (tmp_path / "guided-test-tiny.json").write_text(json.dumps(_model_cfg()))
+    open_clip.add_model_config(tmp_path / "guided-test-tiny.json")
+    monkeypatch.setattr(clip_module, "_check_tag", lambda name, tag: None)
+    monkeypatch.setattr(clip_module, "cached_clip_weights",
+                        lambda name, tag: (folder / "open_clip_model.safetensors", ["test cache"]))
+    loaded = load_clip("guided-test-tiny", "some_tag")
+    assert loaded.info == {"name": "guided-test-tiny", "pretrained": "some_tag",
+                           "source": str(folder / "open_clip_model.safetensors"), "random": False}
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.encode_text(["a fox"]), clip.encode_text(["a fox"]), rtol=0, atol=0)
