@@ -64,7 +64,8 @@ def stylize_kwargs(args: argparse.Namespace) -> dict:
     return {"prompt": args.prompt, "negative_prompt": args.negative_prompt, "style": list(args.style),
             "style_weights": args.style_weights, "strength": args.strength, "steps": args.steps,
             "guidance_scale": args.guidance_scale, "guidance": {k: v for k, v in weights.items() if v is not None},
-            "seed": args.seed, "size": args.size, "preserve_color": args.preserve_color, "preset": args.preset}
+            "seed": DEFAULTS.seed if args.seed is None else args.seed, "size": args.size,
+            "preserve_color": args.preserve_color, "preset": args.preset}
 
 
 def add_parser(sub) -> None:
@@ -76,7 +77,7 @@ def add_parser(sub) -> None:
     p.add_argument("--from", dest="from_image", metavar="IMAGE.png",
                    help="rerun with the parameters recorded in a PNG written by guided")
     add_stylize_options(p)
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, seed=None)  # None: not given, so --from can tell the recorded seed from an explicit one
 
 
 def _check_early(args: argparse.Namespace) -> None:
@@ -121,7 +122,8 @@ def apply_recorded(args: argparse.Namespace) -> None:
     if not args.style:
         args.style = list(p.get("style") or [])
     args.preserve_color = args.preserve_color or bool(p.get("preserve_color"))
-    args.seed = meta.get("seed", args.seed)
+    if args.seed is None:  # an explicit --seed wins over the recorded one
+        args.seed = meta.get("seed")
     if args.models == "default" and p.get("models") == "tiny":
         args.models = "tiny"
 
