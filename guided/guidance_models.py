@@ -36,7 +36,10 @@ def load_guidance_models(config: GuidanceConfig | None = None, *, clip: str | tu
     from guided.vgg import VGGFeatures, resolve_backbone
 
     config = config or GuidanceConfig()
-    name, tag = (clip, None) if isinstance(clip, str) else (clip or DEFAULT_CLIP)
+    if isinstance(clip, str):  # a local checkpoint, or an architecture name (its default tag for ViT-B-32)
+        name, tag = clip, (DEFAULT_CLIP[1] if clip == DEFAULT_CLIP[0] else None)
+    else:
+        name, tag = clip or DEFAULT_CLIP
     clip_model = load_clip(name, tag)
     net, vgg_info = resolve_backbone(vgg)
     decoder, decoder_info = None, "none (full VAE at reduced resolution)"

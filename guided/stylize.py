@@ -89,8 +89,12 @@ class Stylizer:
     @classmethod
     def load(cls, *, models: str = "default", model: str | None = None, scheduler: str | None = None,
              device: str | None = None, mixed_precision: str | None = None,
-             guidance: GuidanceConfig | None = None) -> Stylizer:
-        """Load Stable Diffusion and the guidance models. `models="tiny"`: tiny random models, labelled."""
+             guidance: GuidanceConfig | None = None, clip: str | None = None,
+             backbone: str | None = None) -> Stylizer:
+        """Load Stable Diffusion and the guidance models. `models="tiny"`: tiny random models, labelled.
+
+        `clip`: open_clip "NAME", "NAME:TAG" or a local checkpoint; `backbone`: the guidance VGG, as
+        `guided.vgg.resolve_backbone` takes it (None: $GUIDED_VGG_WEIGHTS, else VGG-19)."""
         from guided.accel import make_accelerator
 
         if models not in MODELS:
@@ -117,7 +121,8 @@ class Stylizer:
             folder = resolve_model_dir(source, what="Stable Diffusion model",
                                        required_files=["model_index.json"])
             pipe = GuidedStableDiffusionImg2ImgPipeline.from_pretrained(str(folder))
-            gm = load_guidance_models(guidance)
+            clip_spec = tuple(clip.split(":", 1)) if clip and ":" in clip and not Path(clip).exists() else clip
+            gm = load_guidance_models(guidance, clip=clip_spec, vgg=backbone)
             info = {"stable_diffusion": source, "stable_diffusion_path": str(folder), "guidance": gm.info,
                     "random": False}
         pipe.set_scheduler(scheduler)

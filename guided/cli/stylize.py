@@ -47,6 +47,10 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: the best available)")
     r.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="Accelerate mixed precision (default no)")
     r.add_argument("--model", help="Stable Diffusion Hub id or local folder (default: see `guided models`)")
+    r.add_argument("--clip", help="CLIP for guidance: open_clip NAME or NAME:TAG, or a local checkpoint "
+                                  "(default ViT-B-32:laion2b_s34b_b79k)")
+    r.add_argument("--backbone", help="VGG for guidance: vgg19, vgg16, or a local weights file "
+                                      "(default $GUIDED_VGG_WEIGHTS, else vgg19)")
     r.add_argument("--models", choices=list(MODELS), default="default",
                    help="'tiny': tiny RANDOM models, an offline smoke test of the install")
 
@@ -54,7 +58,8 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
 def load_kwargs(args: argparse.Namespace) -> dict:
     """Keyword arguments of `Stylizer.load` from parsed options."""
     return {"models": args.models, "model": args.model, "scheduler": args.scheduler, "device": args.device,
-            "mixed_precision": args.mixed_precision}
+            "mixed_precision": args.mixed_precision, "clip": getattr(args, "clip", None),
+            "backbone": getattr(args, "backbone", None)}
 
 
 def stylize_kwargs(args: argparse.Namespace) -> dict:
