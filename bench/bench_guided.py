@@ -4,9 +4,11 @@ Stable Diffusion 1.5's architecture with random weights (guided.testing.sd15_ran
 and the real guidance architectures with random weights (CLIP ViT-B-32, VGG-19, AutoencoderTiny).
 Random weights cost the same arithmetic as trained ones. 256x256, 3 DDIM steps at strength 1.0,
 so every step is guided. Configurations are timed round-robin (one call of each per round) so
-that drift in machine load hits all of them alike; medians over the rounds.
+that drift in machine load hits all of them alike; medians over the rounds. Peak memory is the
+process's resident high-water mark (VmHWM, reset before each call through /proc/self/clear_refs):
+models included, as a user would see it.
 
-    .venv/bin/python bench/bench_guided.py --repeats 3            # times, then memory
+    .venv/bin/python bench/bench_guided.py --repeats 3
     .venv/bin/python bench/bench_guided.py --only unguided,fast:all --repeats 1   # a quick look
 """
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -71,14 +72,17 @@ def build():
 
 
 def call(name, weights, ref, ours, models, photo, painting, steps):
+    """Seconds of one whole call, and the process's peak RSS (MB) during it."""
     args = dict(prompt="an oil painting of autumn oaks", image=photo, strength=1.0, num_inference_steps=steps,
                 generator=torch.Generator().manual_seed(0), output_type="np")
+    reset_peak()
+    resident = peak_rss_mb()  # right after the reset the high-water mark is the current RSS
     start = time.perf_counter()
     if weights is None:
         ref(**args)
     else:
         ours(**args, style_image=painting, guidance=weights, guidance_models=models)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, peak_rss_mb(), peak_rss_mb() - resident
 
 
 def peak_rss_mb() -> float:
@@ -93,67 +97,53 @@ def reset_peak() -> None:
         fh.write("5")
 
 
-def one_memory(name: str, size: int, steps: int) -> dict:
-    """Run in a fresh process: warm-up call, reset the high-water mark, measured call."""
-    ref, ours, models = build()
-    photo, painting, _ = inputs(size)
-    weights = configs()[name]
-    call(name, weights, ref, ours, models, photo, painting, steps)
-    base = peak_rss_mb()
-    reset_peak()
-    rss_before = peak_rss_mb()
-    call(name, weights, ref, ours, models, photo, painting, steps)
-    return {"name": name, "peak_mb": peak_rss_mb(), "during_call_mb": peak_rss_mb() - rss_before,
-            "after_load_peak_mb": base}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--only", help="comma-separated configuration names")
-    ap.add_argument("--no-memory", action="store_true")
-    ap.add_argument("--memory-one", help=argparse.SUPPRESS)
     ap.add_argument("--json", type=Path, help="also write the results here")
     args = ap.parse_args()
     torch.set_grad_enabled(True)
-    if args.memory_one:
-        print(json.dumps(one_memory(args.memory_one, args.size, args.steps)))
-        return
-
     names = list(configs()) if not args.only else args.only.split(",")
     ref, ours, models = build()
     photo, painting, source = inputs(args.size)
     table = configs()
     call("warm-up", table["unguided"], ref, ours, models, photo, painting, args.steps)
     times: dict[str, list[float]] = {n: [] for n in names}
+    peaks: dict[str, list[float]] = {n: [] for n in names}
+    extras: dict[str, list[float]] = {n: [] for n in names}
     for r in range(args.repeats):
         for n in names:
-            times[n].append(call(n, table[n], ref, ours, models, photo, painting, args.steps))
-            print(f"round {r + 1}: {n:16s} {times[n][-1]:7.2f} s", file=sys.stderr, flush=True)
+            seconds, peak, extra = call(n, table[n], ref, ours, models, photo, painting, args.steps)
+            times[n].append(seconds)
+            peaks[n].append(peak)
+            extras[n].append(extra)
+            print(f"round {r + 1}: {n:16s} {seconds:7.2f} s  peak {peak:7.0f} MB", file=sys.stderr, flush=True)
     base = statistics.median(times.get("diffusers") or times.get("unguided") or [float("nan")])
     rows = []
     for n in names:
         row = {"name": n, "median_s": statistics.median(times[n]), "runs_s": times[n]}
         row["ratio"] = row["median_s"] / base
-        if not args.no_memory:
-            out = subprocess.run([sys.executable, __file__, "--memory-one", n, "--size", str(args.size),
-                                  "--steps", str(args.steps)], capture_output=True, text=True, check=True)
-            row.update({k: v for k, v in json.loads(out.stdout.strip().splitlines()[-1]).items() if k != "name"})
+        row["peak_mb"] = statistics.median(peaks[n])
+        row["extra_mb"] = statistics.median(extras[n])
         rows.append(row)
     mem_base = next((r.get("peak_mb") for r in rows if r["name"] == "diffusers"), None)
+    extra_base = next((r.get("extra_mb") for r in rows if r["name"] == "diffusers"), None)
     print(f"\nSD 1.5 architecture, random weights; {args.size}x{args.size}, {args.steps} DDIM steps, strength 1.0; "
           f"inputs: {source}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"median of {args.repeats}\n")
-    print("| configuration | median s | × diffusers img2img | peak RSS MB | × diffusers peak | runs s |")
-    print("|---|---|---|---|---|---|")
+    print("| configuration | median s | × diffusers img2img | peak RSS MB | × diffusers peak "
+          "| peak over resident models MB | × diffusers | runs s |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         peak = r.get("peak_mb")
         mem = f"{peak:.0f}" if peak else "-"
         mem_ratio = f"{peak / mem_base:.2f}" if peak and mem_base else "-"
         runs = ", ".join(f"{t:.2f}" for t in r["runs_s"])
-        print(f"| {r['name']} | {r['median_s']:.2f} | {r['ratio']:.2f} | {mem} | {mem_ratio} | {runs} |")
+        extra = f"{r['extra_mb']:.0f} | {r['extra_mb'] / extra_base:.2f}" if extra_base else "- | -"
+        print(f"| {r['name']} | {r['median_s']:.2f} | {r['ratio']:.2f} | {mem} | {mem_ratio} | {extra} | {runs} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
