@@ -110,7 +110,9 @@ class Stylizer:
             print("NOTICE: --models tiny: tiny RANDOM models, a smoke test of the install; "
                   "the output is not a real stylization.", file=sys.stderr)
             pipe = GuidedStableDiffusionImg2ImgPipeline(**tiny_sd_components(0))
-            gm = tiny_guidance_models(0)
+            # No tiny decoder: a random AutoencoderTiny does not approximate the random VAE, so the
+            # smoke run guides through the VAE at reduced resolution, the path real runs fall back to.
+            gm = tiny_guidance_models(0, decoder=False)
             info = {"stable_diffusion": "tiny random (guided.testing.tiny_sd_components, seed 0)",
                     "guidance": gm.info, "random": True}
         else:

@@ -49,8 +49,6 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--model", help="Stable Diffusion Hub id or local folder (default: see `guided models`)")
     r.add_argument("--clip", help="CLIP for guidance: open_clip NAME or NAME:TAG, or a local checkpoint "
                                   "(default ViT-B-32:laion2b_s34b_b79k)")
-    r.add_argument("--backbone", help="VGG for guidance: vgg19, vgg16, or a local weights file "
-                                      "(default $GUIDED_VGG_WEIGHTS, else vgg19)")
     r.add_argument("--models", choices=list(MODELS), default="default",
                    help="'tiny': tiny RANDOM models, an offline smoke test of the install")
 
@@ -82,6 +80,9 @@ def add_parser(sub) -> None:
     p.add_argument("--from", dest="from_image", metavar="IMAGE.png",
                    help="rerun with the parameters recorded in a PNG written by guided")
     add_stylize_options(p)
+    # Not in the shared options: `batch` has its own --backbone (the same meaning: which VGG weights).
+    p.add_argument("--backbone", help="VGG for guidance: vgg19, vgg16, or a local weights file "
+                                      "(default $GUIDED_VGG_WEIGHTS, else vgg19)")
     p.set_defaults(func=run, seed=None)  # None: not given, so --from can tell the recorded seed from an explicit one
 
 
