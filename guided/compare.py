@@ -157,7 +157,7 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
 
     Options are those of `Stylizer.run` / `Stylizer.load` (None: preset, then API default).
     `gatys_options`: keyword arguments of `guided.gatys.stylize` (iterations, size, optimizer, ...);
-    by default the classic output has the guided outputs' size, and with tiny models
+    by default the classic output has the guided outputs' size and precision, and with tiny models
     `TINY_GATYS_ITERATIONS` iterations. `stylizer`: an already loaded `Stylizer` to reuse (its
     `models` wins over `models`).
     The folder appears complete or not at all: it is written next to `out_dir` and renamed."""
@@ -268,6 +268,9 @@ def _classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_pr
     if smoke:
         options.setdefault("iterations", TINY_GATYS_ITERATIONS)
     options.setdefault("progress", sys.stderr.isatty())
+    # The run's precision: a fair comparison, and Accelerate's one process-wide state is not reset
+    # under the Stylizer's feet by a classic run at another precision.
+    options.setdefault("mixed_precision", stylizer.accelerator.mixed_precision)
     memory.reset()
     result = gatys_stylize(content, style_list, preset=gatys_preset, backbone=backbone, seed=seed,
                            device=str(stylizer.accelerator.device), style_weights=style_weights, **options)
@@ -371,6 +374,8 @@ def _write_report(folder: Path, photo, paintings, outputs, rows, notes, memory, 
     else:
         notes.append("curves: no run recorded a loss history")
     notes.append(f"peak_memory_mb: {memory.method}")
+    notes.append("seconds: one timed run per output, not a median; the first diffusion stage (img2img) also pays "
+                 "one-time warm-up costs")
     inputs = {"content": _describe(content), "style": [_describe(s) for s in style_list] or None,
               "prompt": prompt, "seed": seed, "sweep": sweep or None, "models": stylizer.models,
               "device": str(stylizer.accelerator.device), "precision": stylizer.accelerator.mixed_precision}
