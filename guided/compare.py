@@ -148,14 +148,14 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
             models: str = "default", sweep: dict[str, list[float]] | Sequence[str] | None = None,
             seed: int = DEFAULTS.seed, out_dir: str | Path, size: int | None = None,
             strength: float | None = None, steps: int | None = None, guidance_scale: float | None = None,
-            guidance: dict | None = None, preserve_color: bool = False, scheduler: str | None = None,
-            model: str | None = None, device: str | None = None, mixed_precision: str | None = None,
-            gatys_preset: str = "default", gatys_options: dict | None = None,
-            source_prompt: str = SOURCE_PROMPT, stylizer=None, command: str | None = None) -> CompareReport:
+            guidance: dict | None = None, preserve_color: bool = False, gatys_preset: str = "default",
+            gatys_options: dict | None = None, source_prompt: str = SOURCE_PROMPT, stylizer=None,
+            command: str | None = None, **load_options) -> CompareReport:
     """Run classic NST (`gatys_preset`), plain img2img (every guidance weight 0) and guided img2img
     (plus one guided run per `sweep` value) on `content` with the same seed; write the report.
 
-    Options are those of `Stylizer.run` / `Stylizer.load` (None: preset, then API default).
+    Options are those of `Stylizer.run` (None: preset, then API default); `load_options` (model,
+    scheduler, device, mixed_precision, clip, ...) go to `Stylizer.load`.
     `gatys_options`: keyword arguments of `guided.gatys.stylize` (iterations, size, optimizer, ...);
     by default the classic output has the guided outputs' size and precision, and with tiny models
     `TINY_GATYS_ITERATIONS` iterations. `stylizer`: an already loaded `Stylizer` to reuse (its
@@ -182,8 +182,7 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     if stylizer is None:
         from guided.stylize import Stylizer
 
-        stylizer = Stylizer.load(models=models, model=model, scheduler=scheduler, device=device,
-                                 mixed_precision=mixed_precision)
+        stylizer = Stylizer.load(models=models, **load_options)
     smoke = stylizer.models == "tiny"
     run_kwargs = dict(prompt=prompt, negative_prompt=negative_prompt, style=style_list, style_weights=style_weights,
                       strength=strength, steps=steps, guidance_scale=guidance_scale, seed=seed, size=size,
