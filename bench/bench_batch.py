@@ -7,8 +7,8 @@ A batch of `--items` tiny-model jobs (classic Gatys, random VGG-19, 32x32 px, d2
 the CPU), one torch thread per process, alternating, `--repeats` times; each run writes into a fresh
 output folder. Throughput counts the batch itself (planning, model load, items, merge) and, separately,
 the whole command (interpreter start and imports included). Memory: each process samples its RSS
-after every item; the report shows, per process, the RSS after its first quarter of items, after its
-last item, and the peak (ru_maxrss). The CPU is shared with other work: read ratios, not absolutes.
+after every item; the report shows, per process, the RSS after items 1, 2, 4, 8, ... and its last,
+and the peak (ru_maxrss). The CPU is shared with other work: read ratios, not absolutes.
 """
 from __future__ import annotations
 
@@ -76,7 +76,15 @@ def make_inputs(folder: Path, n: int) -> Path:
     return style
 
 
-def measure(nproc: int, inputs: Path, style: Path, out: Path, iterations: int, port: int) -> dict:
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def measure(nproc: int, inputs: Path, style: Path, out: Path, iterations: int) -> dict:
     me = [str(Path(__file__).resolve()), "--worker", "--input", str(inputs), "--output", str(out),
           "--style", str(style), "--iterations", str(iterations)]
     if nproc == 1:
@@ -84,11 +92,13 @@ def measure(nproc: int, inputs: Path, style: Path, out: Path, iterations: int, p
     else:
         torchrun = Path(sys.executable).with_name("torchrun")
         cmd = [str(torchrun), "--nproc_per_node", str(nproc), "--master_addr", "127.0.0.1",
-               "--master_port", str(port), *me]
+               "--master_port", str(free_port()), *me]
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     ranks = [json.loads(p.read_text()) for p in sorted(out.glob("bench.rank*.json"))]
     n = len(list(inputs.iterdir()))  # every rank reports the batch totals; each sampled its own items
     assert len(ranks) == nproc and all(r["done"] == n for r in ranks), ranks
@@ -107,6 +117,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--processes", default="1,2", help="process counts to compare (default 1,2)")
     args = parser.parse_args()
     if args.worker:
         return worker(args)
@@ -114,11 +125,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         inputs = Path(tmp) / "in"
         style = make_inputs(inputs, args.items)
-        runs: dict[int, list[dict]] = {1: [], 2: []}
+        counts = [int(v) for v in args.processes.split(",")]
+        runs: dict[int, list[dict]] = {nproc: [] for nproc in counts}
         for repeat in range(args.repeats):
-            for nproc in (1, 2):
+            for nproc in counts:
                 out = Path(tmp) / f"out-{nproc}-{repeat}"
-                runs[nproc].append(measure(nproc, inputs, style, out, args.iterations, 29700 + repeat))
+                runs[nproc].append(measure(nproc, inputs, style, out, args.iterations))
                 r = runs[nproc][-1]
                 print(f"repeat {repeat} nproc {nproc}: items {r['items']:.1f} s, batch {r['batch']:.1f} s, "
                       f"command {r['wall']:.1f} s", flush=True)
@@ -135,17 +147,19 @@ def main() -> None:
         m = med[nproc]
         print(f"| {nproc} | {m['items']:.1f} | {60 * n / m['items']:.1f} | {m['batch']:.1f} | "
               f"{60 * n / m['batch']:.1f} | {m['load']:.1f} | {m['wall']:.1f} | {60 * n / m['wall']:.1f} |")
-    for key in ("items", "batch", "wall"):
-        print(f"speed-up 2 vs 1 process ({key}): {med[1][key] / med[2][key]:.2f}x")
-    print("\nmemory per process (last repeat): RSS after its first quarter of items, after its last item, peak")
-    print("| processes | rank | items | RSS @ 1/4 MB | RSS @ end MB | growth MB | peak MB |")
-    print("|---|---|---|---|---|---|---|")
+    if 1 in med and 2 in med:
+        for key in ("items", "batch", "wall"):
+            print(f"speed-up 2 vs 1 process ({key}): {med[1][key] / med[2][key]:.2f}x")
+    print("\nmemory per process (last repeat): RSS in MB after its item k, peak (ru_maxrss)")
+    marks = [1, 2, 4, 8, 16, 32, 64, 128, 256]
+    print("| processes | rank | " + " | ".join(f"item {k}" for k in marks if k <= n) + " | last | peak |")
+    print("|---|---|" + "---|" * (sum(k <= n for k in marks) + 2))
     for nproc, rs in runs.items():
         for r in rs[-1]["ranks"]:
             rss = r["rss"]
-            quarter = rss[max(len(rss) // 4 - 1, 0)]
-            print(f"| {nproc} | {r['rank']} | {len(rss)} | {quarter / 2**20:.0f} | {rss[-1] / 2**20:.0f} | "
-                  f"{(rss[-1] - quarter) / 2**20:+.1f} | {r['peak'] / 2**20:.0f} |")
+            cells = [f"{rss[k - 1] / 2**20:.0f}" if k <= len(rss) else "" for k in marks if k <= n]
+            print(f"| {nproc} | {r['rank']} | " + " | ".join(cells) + f" | {rss[-1] / 2**20:.0f} | "
+                  f"{r['peak'] / 2**20:.0f} |")
 
 
 if __name__ == "__main__":

@@ -70,11 +70,23 @@ def write_good(folder: Path) -> None:
     Image.fromarray(rgba, "RGBA").save(folder / "rgba.png")
 
 
+_BOMB: list[bytes] = []
+
+
+def _bomb() -> bytes:
+    """A 12 kB PNG of 10000x10000 px (1e8 px, over Pillow's decompression-bomb limit), made once."""
+    if not _BOMB:
+        buf = io.BytesIO()
+        Image.new("1", (10_000, 10_000)).save(buf, "PNG")
+        _BOMB.append(buf.getvalue())
+    return _BOMB[0]
+
+
 def write_bad(folder: Path) -> None:
     buf = io.BytesIO()
     _noise(4, (64, 64)).save(buf, "JPEG")
     (folder / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
-    Image.new("1", (10_000, 10_000)).save(folder / "bomb.png")  # 1e8 px: over Pillow's bomb limit, 12 kB
+    (folder / "bomb.png").write_bytes(_bomb())
     (folder / "empty.png").write_bytes(b"")
 
 
@@ -155,6 +167,13 @@ def test_rerun_does_nothing_for_done_items(mixed, tmp_path):
     assert (summary.done, summary.failed, summary.skipped) == (0, 3, 4)
     assert job.runs == [] and summary.exit_code == 1
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*.png")} == stamps
+
+
+def test_progress_bar_shows_done_failed_remaining_and_eta(mixed, tmp_path, capsys):
+    run_batch(InvertJob(), mixed, tmp_path / "out", recursive=True, progress=True)
+    err = capsys.readouterr().err
+    assert "7/7" in err and "done=4" in err and "failed=3" in err and "remaining=0" in err
+    assert "<00:00" in err  # tqdm's elapsed<remaining time estimate
 
 
 def test_changed_parameter_redoes_everything(tmp_path):
@@ -389,6 +408,8 @@ def test_cli_gatys_batch_then_rerun(tmp_path, capsys):
     (["--method", "gatys", "--style", "S", "--preset", "nope"], "`preset` must be one of"),
     (["--models", "tiny", "--preset", "ink-wash,nope"], "unknown preset 'nope'"),
     (["--models", "tiny"], "nothing to stylize toward"),
+    (["--method", "gatys", "--style", "S", "--prompt", "x", "--strength", "0.5"],
+     "--prompt, --strength only apply to --method stylize"),
 ])
 def test_cli_usage_errors_exit_2(tmp_path, capsys, extra, words):
     _square_folder(tmp_path / "in", 1)

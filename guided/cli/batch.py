@@ -14,30 +14,8 @@ scale out: accelerate launch -m guided batch ...   or   torchrun --nproc_per_nod
 """
 
 
-def _stylize_options():
-    """The stylize command's shared options, or None while that command is not installed."""
-    try:
-        from guided.cli.stylize import add_stylize_options, load_kwargs, stylize_kwargs
-    except ImportError:
-        return None
-    return add_stylize_options, stylize_kwargs, load_kwargs
-
-
-def _add(group, parser: argparse.ArgumentParser, *flags: str, **kwargs) -> str | None:
-    """Add an option unless the stylize options already define it (same flag, same meaning); its dest."""
-    if any(flag in parser._option_string_actions for flag in flags):
-        return None
-    return group.add_argument(*flags, **kwargs).dest
-
-
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
 def add_parser(subparsers) -> argparse.ArgumentParser:
+    from guided.cli.stylize import add_stylize_options
     from guided.gatys_presets import DEFAULT, OPTIMIZERS, PRESETS
 
     parser = subparsers.add_parser(
@@ -53,21 +31,16 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("--method", choices=("stylize", "gatys"), default="stylize",
                         help="guided Stable Diffusion (stylize, the default) or classic Gatys style transfer")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
-    shared = _stylize_options()
-    if shared is not None:
-        shared[0](parser)
-    common = parser.add_argument_group("options of both methods")
-    _add(common, parser, "--preset", default=None,
-         help="preset name, or several separated by commas (one output per image and preset); with "
-              f"--method gatys: {', '.join(PRESETS)} (default: {DEFAULT.name})")
-    _add(common, parser, "--style", action="append", default=None, metavar="IMAGE",
-         help="style image (repeat for several)")
-    _add(common, parser, "--style-weights", type=_floats, default=None, help="blend weights of the style images")
-    _add(common, parser, "--seed", type=int, default=0, help="random seed (default: 0)")
-    _add(common, parser, "--mixed-precision", choices=("no", "fp16", "bf16"), default=None,
-         help="mixed precision (default: the preset's)")
+    before = {action.dest for action in parser._actions}
+    add_stylize_options(parser)  # one source for the options (and defaults) of `guided stylize`
+    stylize_only = sorted({action.dest for action in parser._actions} - before - set(BOTH))
+    options = parser._option_string_actions
+    options["--preset"].help = (
+        "preset name, or several separated by commas (one output per image and preset): with --method "
+        f"stylize a preset from prompts/ (see `guided presets`), with --method gatys one of {', '.join(PRESETS)}")
+    options["--size"].help += f"; with --method gatys: the preset's ({DEFAULT.name}: {DEFAULT.size})"
     gatys = parser.add_argument_group("options of --method gatys (default: the preset's value)")
-    only = [
+    gatys_only = [
         gatys.add_argument("--iterations", type=int, default=None,
                            help=f"optimisation steps ({DEFAULT.name}: {DEFAULT.iterations})").dest,
         gatys.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="optimizer").dest,
@@ -76,12 +49,20 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         gatys.add_argument("--backbone", default=None,
                            help="vgg19, vgg16, vgg19-random, vgg16-random or a weights file (default: "
                                 "$GUIDED_VGG_WEIGHTS, else vgg19)").dest,
-        _add(gatys, parser, "--size", type=int, default=None,
-             help=f"long side in pixels ({DEFAULT.name}: {DEFAULT.size})"),
     ]
-    _add(gatys, parser, "--device", default=None, help="cpu, cuda, ... (default: the best available)")
-    parser.set_defaults(func=run, gatys_only=[dest for dest in only if dest])
+    parser.set_defaults(defaults={a.dest: a.default for a in parser._actions})
+    parser.set_defaults(func=run, gatys_only=gatys_only, stylize_only=stylize_only)
     return parser
+
+
+# Options that mean the same for both methods; every other stylize option is refused with --method gatys.
+BOTH = ("style", "style_weights", "preset", "seed", "device", "mixed_precision", "size")
+
+
+def _given(args: argparse.Namespace, dests: list[str]) -> list[str]:
+    """The options among `dests` that the user set (their value is not the parser's default)."""
+    defaults = args.defaults
+    return [f"--{d.replace('_', '-')}" for d in dests if getattr(args, d) != defaults.get(d)]
 
 
 def _presets(text: str | None) -> tuple[str, ...] | None:
@@ -116,27 +97,28 @@ def make_job(args: argparse.Namespace):
     if args.method == "gatys":
         from guided.batch_jobs import GatysJob
 
+        given = _given(args, args.stylize_only)
+        if given:
+            raise GuidedError(f"{', '.join(given)} only apply to --method stylize")
+
         options = {"size": args.size, "iterations": args.iterations, "optimizer": args.optimizer,
                    "mixed_precision": args.mixed_precision, "original_colors": args.original_colors,
                    "style_weights": args.style_weights}
         return GatysJob(styles=_styles(args.style), presets=presets,
                         options={k: v for k, v in options.items() if v is not None},
                         backbone=args.backbone, seed=args.seed, device=getattr(args, "device", None))
-    given = [f"--{name.replace('_', '-')}" for name in args.gatys_only if getattr(args, name) is not None]
+    given = _given(args, args.gatys_only)
     if given:
         raise GuidedError(f"{', '.join(given)} only apply to --method gatys")
-    shared = _stylize_options()
-    if shared is None:
-        raise GuidedError("--method stylize is not available yet in this version (guided.cli.stylize is "
-                          "missing); use --method gatys")
     from guided.batch_jobs import StylizeJob
+    from guided.cli.stylize import load_kwargs, stylize_kwargs
 
-    run_options = shared[1](args)
+    run_options = stylize_kwargs(args)
     run_options.pop("preset", None)  # one output per preset: the job sets it per item
     if not presets and not (run_options.get("prompt") or "").strip() and not run_options.get("style"):
         raise GuidedError("`--prompt` is empty and no --style painting or --preset was given: nothing to "
                           "stylize toward")
-    return StylizeJob(run_options=run_options, load_options=shared[2](args), presets=presets)
+    return StylizeJob(run_options=run_options, load_options=load_kwargs(args), presets=presets)
 
 
 def run(args: argparse.Namespace) -> int:
