@@ -281,8 +281,10 @@ def _classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_pr
     metadata["random_backbone"] = bool(stylizer.model_info.get("random"))
     label = f"classic (Gatys, {gatys_preset} preset)" + (", tiny random VGG" if smoke else "")
     notes = [f"stopped early: {result.stop_reason}"] if result.stopped_early else []
+    losses = ("total", "content", "style", "tv")  # weighted terms; not bookkeeping such as evaluations
+    history = [{k: h[k] for k in losses if k in h} for h in result.history]
     return {"name": "classic", "label": label, "image": result.image, "metadata": metadata,
-            "seconds": round(result.seconds, 3), "peak": peak, "history": result.history, "xlabel": "iteration",
+            "seconds": round(result.seconds, 3), "peak": peak, "history": history, "xlabel": "iteration",
             "notes": notes}
 
 

@@ -92,7 +92,8 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
 def plot_curves(panels: Sequence[tuple[str, list[dict], str]], path: str | Path) -> Path:
     """One panel per run: (title, history, x-axis label); each numeric key except bookkeeping a line.
 
-    Values are drawn on a log scale when all are positive (losses spanning decades), else linear."""
+    Values are drawn on a log scale when none is negative (losses spanning decades; exact zeros, such
+    as the content loss of a content-initialised first iteration, are left out), else linear."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -109,14 +110,15 @@ def plot_curves(panels: Sequence[tuple[str, list[dict], str]], path: str | Path)
     try:
         for ax, (title, history, xlabel) in zip(axes.flat, panels):
             keys = [k for k in dict.fromkeys(k for h in history for k in h) if k not in skip]
-            positive = True
-            for key in keys:
-                points = [(i, h[key]) for i, h in enumerate(history)
-                          if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])]
+            series = {key: [(i, h[key]) for i, h in enumerate(history)
+                            if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])] for key in keys}
+            log = all(v >= 0 for points in series.values() for _, v in points)
+            for key, points in series.items():
+                points = [(i, v) for i, v in points if v > 0] if log else points
                 if points:
-                    positive &= all(v > 0 for _, v in points)
-                    ax.plot([p[0] for p in points], [p[1] for p in points], label=key, marker="." if len(points) < 30 else None)
-            if positive and keys:
+                    ax.plot([p[0] for p in points], [p[1] for p in points], label=key,
+                            marker="." if len(points) < 30 else None)
+            if log and any(series.values()):
                 ax.set_yscale("log")
             ax.set_title(title, fontsize=10)
             ax.set_xlabel(xlabel)
