@@ -95,11 +95,13 @@ def bench_guidance_models(seed: int = 0) -> GuidanceModels:
     return GuidanceModels(clip=random_clip(DEFAULT_CLIP_MODEL, seed), vgg=vgg, tiny_decoder=decoder, info=info)
 
 
-def tiny_sd_components(seed: int = 0) -> dict:
-    """Tiny random Stable Diffusion components: `unet`, `vae`, `text_encoder`, `tokenizer`, `scheduler`."""
+def tiny_sd_components(seed: int = 0, prediction_type: str = "epsilon") -> dict:
+    """Tiny random Stable Diffusion components: `unet`, `vae`, `text_encoder`, `tokenizer`, `scheduler`.
+
+    `prediction_type`: the scheduler's ("epsilon", "v_prediction" as SD 2.x 768, or "sample")."""
     from guided.testing_sd import tiny_sd_components as impl
 
-    return impl(seed)
+    return impl(seed, prediction_type=prediction_type)
 
 
 def sd15_random_components(seed: int = 0) -> dict:
