@@ -27,6 +27,12 @@ os.environ["GUIDED_OFFLINE"] = "1"
 os.environ.pop(
     "GUIDED_VGG_WEIGHTS", None)  # a user's setting must not change what the tests load
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Tests use tiny models: one thread is faster than two there (no sync overhead), and subprocesses
+# (CLI tests) inherit it through OMP_NUM_THREADS.
+os.environ["OMP_NUM_THREADS"] = "1"
+import torch  # noqa: E402
+
+torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
