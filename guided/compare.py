@@ -109,6 +109,8 @@ def parse_sweep(items: Sequence[str] | dict | None) -> dict[str, list[float]]:
                              for v in values):
             raise GuidedError(f"`--sweep` values of {term!r} must be finite numbers >= 0, got {values!r}")
         sweep.setdefault(term, []).extend(float(v) for v in values)
+        if len(set(sweep[term])) != len(sweep[term]):
+            raise GuidedError(f"`--sweep` repeats a value of {term!r}: {sweep[term]}")
     return sweep
 
 
