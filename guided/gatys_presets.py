@@ -29,6 +29,9 @@ class GatysPreset:
     # ReLUs make 0,5,10,19,25 post-ReLU; 28 is the last kept module, so it stays pre-ReLU.
     style_layers: tuple[str, ...] = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "conv5_1")
     content_layers: tuple[str, ...] = ("relu4_4",)
+    # False: the chapter's absolute MSEs. True: each layer's MSE divided by its target's mean square,
+    # so one set of weights suits any backbone (random VGG activations are ~100x smaller).
+    relative_losses: bool = False
     # Per-style-layer multipliers (None: 1 each, the chapter's plain sum over layers).
     layer_weights: tuple[float, ...] | None = None
     # The chapter's weights: content 1, style 1e4, TV 10 (its losses are means, hence the large style weight).
@@ -96,7 +99,7 @@ DEFAULT = replace(
     D2L,
     name="default",
     description="For users with real VGG weights: 512 px long side, aspect kept, L-BFGS, two scales, "
-                "per-layer style weights balanced for ImageNet VGG-16/19.",
+                "content relu4_2, relative (scale-free) losses.",
     size=512,
     style_scale=1.0,
     # relu4_2, Gatys et al.'s content layer: it exists in VGG-16 too (relu4_4 is VGG-19 only), and
@@ -109,10 +112,15 @@ DEFAULT = replace(
     iterations=150,
     multiscale=2,
     final_fraction=0.4,
-    # ImageNet VGG activations are ~100x a random network's, so Gram MSEs are ~1e6 at the start:
-    # weight 1 balances them against the content loss (checked by eye on rainier + autumn-oak with
-    # the real VGG-16: 1e4 loses the mountain, 1 keeps it under clear brush strokes).
-    style_weight=1.0,
+    # Relative losses: the same weights work on ImageNet VGG-16/19 and on the random test network
+    # (absolute Gram MSEs are ~1e6 with ImageNet VGG-16 and ~1e-9 with random VGG-19).
+    relative_losses=True,
+    # By eye on rainier + autumn-oak with the real VGG-16 at 256 px: relative style weight 30 or 5
+    # buries the mountain under texture; lower keeps the layout under the brush strokes.
+    style_weight=2.0,
+    # Relative content/style terms are O(1); TV on the normalised image starts near 1.5, so 1e-2
+    # smooths speckle without flattening strokes.
+    tv_weight=1e-2,
 )
 
 PRESETS: dict[str, GatysPreset] = {p.name: p for p in (DEFAULT, D2L, D2L_FAST)}

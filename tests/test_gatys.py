@@ -294,3 +294,28 @@ def test_real_vgg16_default_reduces_style_loss(shared_images, vgg16_weights):
     assert not r.backbone_info.random
     assert r.history[-1]["style"] < 0.2 * r.history[0]["style"]
     assert r.history[-1]["content"] > 0
+
+
+def test_relative_losses_do_not_depend_on_the_activation_scale(content, style, tiny):
+    """Biases are zero in make_vgg_features, so scaling the first convolution scales every activation:
+    absolute losses change by the factor squared (content) or to the fourth (Gram), relative ones not."""
+    import copy
+    from dataclasses import replace
+
+    louder = copy.deepcopy(tiny)
+    with torch.no_grad():
+        louder[0].weight.mul_(10.0)
+    c, s = preprocess(content, (32, 32)), preprocess(style, (32, 32))
+    x = c + 0.3 * torch.randn(c.shape, generator=torch.Generator().manual_seed(0))
+    out = {}
+    for relative in (False, True):
+        p = replace(D2L, relative_losses=relative)
+        for name, net in (("tiny", tiny), ("louder", louder)):
+            obj = GatysObjective(VGGFeatures(net, "vgg19"), p)
+            obj.set_targets(c, [s], [1.0], contextlib.nullcontext)
+            with torch.no_grad():
+                out[relative, name] = {k: float(v) for k, v in obj(x, contextlib.nullcontext).items()}
+    assert out[False, "louder"]["content"] == pytest.approx(100 * out[False, "tiny"]["content"], rel=1e-3)
+    assert out[False, "louder"]["style"] == pytest.approx(1e4 * out[False, "tiny"]["style"], rel=1e-3)
+    for term in ("content", "style", "tv"):
+        assert out[True, "louder"][term] == pytest.approx(out[True, "tiny"][term], rel=1e-3), term
