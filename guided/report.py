@@ -19,7 +19,8 @@ from PIL import Image, ImageDraw, ImageFont
 METRIC_COLUMNS: tuple[tuple[str, str], ...] = (
     ("clip_text", "CLIPScore to the prompt: 100·max(cos, 0), higher = closer to the prompt"),
     ("clip_style", "CLIP image cosine to the painting, higher = closer"),
-    ("clip_direction", "CLIP directional similarity of the edit (photo → output vs source text → prompt), higher = better"),
+    ("clip_direction", "CLIP directional similarity of the edit (photo → output vs source text → prompt), "
+                       "higher = better"),
     ("gram", "VGG Gram distance to the painting, lower = closer style"),
     ("content", "VGG content distance to the photo, lower = layout kept"),
     ("lpips", "LPIPS distance to the photo, lower = more similar (null: weights absent)"),
@@ -186,8 +187,8 @@ def render_html(*, title: str, smoke: str | None, inputs: dict, grid_png: str | 
     head = "".join(f"<th>{e(k)}</th>" for k in METRIC_KEYS)
     body = []
     for row in rows:
-        cells = "".join(f'<td class="{"null" if row["metrics"].get(k) is None else ""}">{e(_cell(row["metrics"].get(k)))}</td>'
-                        for k in METRIC_KEYS)
+        values = [row["metrics"].get(k) for k in METRIC_KEYS]
+        cells = "".join(f'<td class="{"null" if v is None else ""}">{e(_cell(v))}</td>' for v in values)
         body.append(f"<tr><td>{e(row['label'])}</td>{cells}</tr>")
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
              f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>"]

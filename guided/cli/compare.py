@@ -42,7 +42,8 @@ def _check_early(args: argparse.Namespace) -> None:
     if args.gatys_iterations is not None and args.gatys_iterations < 1:
         raise GuidedError(f"`--gatys-iterations` must be a positive integer, got {args.gatys_iterations}")
     if args.style_weights is not None and len(args.style_weights) != len(args.style):
-        raise GuidedError(f"`--style-weights` has {len(args.style_weights)} values for {len(args.style)} --style images")
+        raise GuidedError(f"`--style-weights` has {len(args.style_weights)} values for "
+                          f"{len(args.style)} --style images")
     if args.preset:
         from guided.presets import load_preset
 
