@@ -172,3 +172,20 @@ def test_a_failure_mid_run_leaves_no_report(monkeypatch, stylizer, inputs, tmp_p
         compare_module.compare(photo, styles=[painting], prompt="x", stylizer=stylizer, out_dir=tmp_path / "r",
                                gatys_options={"iterations": 1})
     assert list(tmp_path.iterdir()) == []
+
+
+def test_peak_memory_is_measured_per_stage():
+    from guided.compare import PeakMemory
+
+    memory = PeakMemory()
+    if not memory.per_stage:
+        pytest.skip(f"no per-stage peak on this system: {memory.method}")
+    memory.reset()
+    base = memory.peak_mb()
+    block = b"x" * (200 * 2 ** 20)  # 200 MB, every page written
+    high = memory.peak_mb()
+    del block
+    memory.reset()
+    after = memory.peak_mb()
+    assert high - base > 150  # the stage's allocation shows in its peak ...
+    assert after < high - 150  # ... and not in the next stage's, after the reset
