@@ -170,19 +170,22 @@ def data_uri(path_or_image: str | Path | Image.Image) -> str:
 
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1200px;
-color:#222;padding:0 1em}h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em}
-.smoke{background:#fff3cd;border:2px solid #d39e00;padding:.7em 1em;font-weight:600}
-table{border-collapse:collapse;font-size:.92em}th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}
-th:first-child,td:first-child{text-align:left}thead th{background:#f2f2f2}td.null{color:#999}
-img{max-width:100%;border:1px solid #ddd}dt{font-family:monospace;font-weight:600}dd{margin:0 0 .4em 1.2em}
-code{background:#f4f4f4;padding:0 .2em}.small{font-size:.85em;color:#555}
+.guided-report{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;
+max-width:1200px;color:#222;padding:0 1em}.guided-report h1{font-size:1.5em}.guided-report h2{font-size:1.15em;
+margin-top:1.6em}.guided-report .smoke{background:#fff3cd;border:2px solid #d39e00;padding:.7em 1em;font-weight:600}
+.guided-report table{border-collapse:collapse;font-size:.92em}.guided-report th,.guided-report td{border:1px solid #ccc;
+padding:.3em .6em;text-align:right}.guided-report th:first-child,.guided-report td:first-child{text-align:left}
+.guided-report thead th{background:#f2f2f2}.guided-report td.null{color:#999}
+.guided-report img{max-width:100%;border:1px solid #ddd}.guided-report dt{font-family:monospace;font-weight:600}
+.guided-report dd{margin:0 0 .4em 1.2em}.guided-report code{background:#f4f4f4;padding:0 .2em}
+.guided-report .small{font-size:.85em;color:#555}
 """
 
 
 def render_html(*, title: str, smoke: str | None, inputs: dict, grid_png: str | Path, curves_png: str | Path | None,
                 rows: Sequence[dict], notes: Sequence[str], command: str | None = None) -> str:
-    """The report page; every image inline, nothing fetched."""
+    """The report page; every image inline, nothing fetched. Styles are scoped to `.guided-report`,
+    so the page can also be shown inside a notebook without restyling it."""
     e = html.escape
     head = "".join(f"<th>{e(k)}</th>" for k in METRIC_KEYS)
     body = []
@@ -191,7 +194,7 @@ def render_html(*, title: str, smoke: str | None, inputs: dict, grid_png: str | 
         cells = "".join(f'<td class="{"null" if v is None else ""}">{e(_cell(v))}</td>' for v in values)
         body.append(f"<tr><td>{e(row['label'])}</td>{cells}</tr>")
     parts = [f"<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(title)}</title>"
-             f"<style>{_CSS}</style></head><body><h1>{e(title)}</h1>"]
+             f'<style>{_CSS}</style></head><body><div class="guided-report"><h1>{e(title)}</h1>']
     if smoke:
         parts.append(f'<p class="smoke" id="smoke-run">{e(smoke)}</p>')
     parts.append("<h2>Inputs</h2><ul>" + "".join(f"<li><b>{e(str(k))}</b>: {e(str(v))}</li>" for k, v in inputs.items())
@@ -209,5 +212,5 @@ def render_html(*, title: str, smoke: str | None, inputs: dict, grid_png: str | 
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in notes) + "</ul>")
     parts.append('<p class="small">Every image written by guided carries its parameters (PNG text chunk and '
                  '<code>.json</code> sidecar) and an AI-generated marker; <code>guided inspect FILE.png</code> '
-                 "prints them.</p></body></html>")
+                 "prints them.</p></div></body></html>")
     return "\n".join(parts)
