@@ -79,12 +79,14 @@ def resize_long_side(image: PIL.Image.Image, size: int) -> PIL.Image.Image:
 class Stylizer:
     """A guided img2img pipeline with its guidance models, loaded once, on an Accelerate device."""
 
-    def __init__(self, pipe, guidance_models, *, accelerator, models: str, model_info: dict):
+    def __init__(self, pipe, guidance_models, *, accelerator, models: str, model_info: dict,
+                 scheduler: str = DEFAULTS.scheduler):
         self.pipe = pipe
         self.guidance_models = guidance_models
         self.accelerator = accelerator
         self.models = models
         self.model_info = model_info
+        self.scheduler = scheduler  # the name given to `load`, recorded in every manifest
 
     @classmethod
     def load(cls, *, models: str = "default", model: str | None = None, scheduler: str | None = None,
@@ -132,7 +134,7 @@ class Stylizer:
         pipe.to(accelerator.device)
         gm.to(accelerator.device)
         pipe.set_guidance_models(gm)
-        return cls(pipe, gm, accelerator=accelerator, models=models, model_info=info)
+        return cls(pipe, gm, accelerator=accelerator, models=models, model_info=info, scheduler=scheduler)
 
     def run(self, content, *, prompt: str | None = None, negative_prompt: str | None = None,
             style=(), style_weights: list[float] | None = None, strength: float | None = None,
@@ -178,7 +180,7 @@ class Stylizer:
                       "style": [str(s) for s in ([style] if isinstance(style, (str, Path)) else style)
                                 if not isinstance(s, PIL.Image.Image)],
                       "style_weights": style_weights, "strength": strength, "steps": steps,
-                      "guidance_scale": guidance_scale, "scheduler": type(self.pipe.scheduler).__name__,
+                      "guidance_scale": guidance_scale, "scheduler": self.scheduler,
                       "size": size, "preserve_color": preserve_color, "preset": p.name if p else None,
                       "models": self.models, "guidance": asdict(config)}
         metadata = build_manifest(kind="stylize", parameters=parameters, seed=seed, models=self.model_info,

@@ -165,3 +165,24 @@ def test_console_error_has_no_traceback(photo, tmp_path):
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]
     assert "nope.png" in proc.stderr and "Traceback" not in proc.stderr
     assert not out.exists()
+
+
+def test_from_restores_recorded_options_unless_given(tmp_path):
+    import argparse
+
+    from guided.cli import build_parser
+    from guided.cli.stylize import apply_recorded
+    from guided.imageio import save_image
+    from PIL import Image
+
+    recorded = tmp_path / "recorded.png"
+    save_image(Image.new("RGB", (8, 8)), recorded, metadata={
+        "kind": "stylize", "seed": 7,
+        "parameters": {"prompt": "ink wash", "scheduler": "euler", "strength": 0.4, "steps": 9, "models": "tiny",
+                       "style": [], "guidance": {"gram": 0.25, "mode": "full"}}})
+    args = build_parser().parse_args(["stylize", "photo.jpg", "--from", str(recorded), "--steps", "3", "-o", "x.png"])
+    assert isinstance(args, argparse.Namespace)
+    apply_recorded(args)
+    assert (args.prompt, args.scheduler, args.strength, args.seed, args.models) == ("ink wash", "euler", 0.4, 7, "tiny")
+    assert (args.gram_weight, args.mode) == (0.25, "full")
+    assert args.steps == 3  # given on the command line: wins over the recording

@@ -31,7 +31,7 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--strength", type=float, help=f"how far from the photo, (0, 1] (default {DEFAULTS.strength})")
     g.add_argument("--steps", type=int, help=f"scheduler steps before strength (default {DEFAULTS.steps})")
     g.add_argument("--guidance-scale", type=float, help=f"classifier-free guidance (default {DEFAULTS.guidance_scale})")
-    g.add_argument("--scheduler", choices=list(SCHEDULER_NAMES), default=DEFAULTS.scheduler,
+    g.add_argument("--scheduler", choices=list(SCHEDULER_NAMES),
                    help=f"denoising scheduler (default {DEFAULTS.scheduler})")
     g.add_argument("--size", type=int, help=f"long side in pixels (default {DEFAULTS.size}; {DEFAULTS.tiny_size} with --models tiny)")
     g.add_argument("--preserve-color", action="store_true", help="keep the photo's colours")
@@ -127,6 +127,8 @@ def apply_recorded(args: argparse.Namespace) -> None:
             setattr(args, key, value)
     if not args.style:
         args.style = list(p.get("style") or [])
+    if args.scheduler is None and p.get("scheduler") in SCHEDULER_NAMES:
+        args.scheduler = p["scheduler"]
     args.preserve_color = args.preserve_color or bool(p.get("preserve_color"))
     if args.seed is None:  # an explicit --seed wins over the recorded one
         args.seed = meta.get("seed")
