@@ -83,8 +83,9 @@ def add_parser(sub) -> None:
                                                      f"(none: resized to the content's exact size); per preset: "
                                                      f"{_per_preset('style_scale')}")
     p.add_argument("--style-weight", type=float, help=f"weight of the style loss; per preset: {_per_preset('style_weight')}")
-    p.add_argument("--content-weight", type=float, help=f"weight of the content loss (default {d.content_weight})")
-    p.add_argument("--tv-weight", type=float, help=f"weight of total variation (default {d.tv_weight})")
+    p.add_argument("--content-weight", type=float, help=f"weight of the content loss; per preset: "
+                                                        f"{_per_preset('content_weight')}")
+    p.add_argument("--tv-weight", type=float, help=f"weight of total variation; per preset: {_per_preset('tv_weight')}")
     p.add_argument("--layer-weights", metavar="W,W,...", help="one multiplier per style layer "
                                                               f"{', '.join(d.style_layers)} (default 1 each)")
     p.add_argument("--save-every", type=int, metavar="N", help="also save the image every N iterations next to OUT")
