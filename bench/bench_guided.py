@@ -4,9 +4,11 @@ Stable Diffusion 1.5's architecture with random weights (guided.testing.sd15_ran
 and the real guidance architectures with random weights (CLIP ViT-B-32, VGG-19, AutoencoderTiny).
 Random weights cost the same arithmetic as trained ones. 256x256, 3 DDIM steps at strength 1.0,
 so every step is guided. Configurations are timed round-robin (one call of each per round) so
-that drift in machine load hits all of them alike; medians over the rounds. Peak memory is the
-process's resident high-water mark (VmHWM, reset before each call through /proc/self/clear_refs):
-models included, as a user would see it.
+that drift in machine load hits all of them alike; medians over the rounds. Peak memory is measured
+per configuration in a fresh process (memory freed by one configuration stays in the allocator and
+would hide the next one's peak): models built, the resident high-water mark (VmHWM) reset through
+/proc/self/clear_refs, one call; reported with the models (as a user sees it) and as growth during
+the call.
 
     .venv/bin/python bench/bench_guided.py --repeats 3
     .venv/bin/python bench/bench_guided.py --only unguided,fast:all --repeats 1   # a quick look
@@ -16,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -97,6 +100,17 @@ def reset_peak() -> None:
         fh.write("5")
 
 
+def memory_in_fresh_process(name: str, size: int, steps: int) -> dict:
+    """Peak RSS of one call in a new process: models built, high-water mark reset, one call."""
+    code = (f"import sys, json; sys.argv=['x']; sys.path.insert(0, {str(ROOT)!r}); import torch; "
+            f"torch.set_grad_enabled(True); import bench.bench_guided as b; "
+            f"ref, ours, models = b.build(); photo, painting, _ = b.inputs({size}); "
+            f"s, peak, extra = b.call({name!r}, b.configs()[{name!r}], ref, ours, models, photo, painting, {steps}); "
+            f"print(json.dumps({{'peak_mb': peak, 'extra_mb': extra}}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=3)
@@ -104,6 +118,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--only", help="comma-separated configuration names")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--memory", default="diffusers,unguided,fast:all,full:all",
+                    help="configurations whose peak memory is measured, each in a fresh process ('' for none)")
     args = ap.parse_args()
     torch.set_grad_enabled(True)
     names = list(configs()) if not args.only else args.only.split(",")
@@ -112,38 +128,35 @@ def main() -> None:
     table = configs()
     call("warm-up", table["unguided"], ref, ours, models, photo, painting, args.steps)
     times: dict[str, list[float]] = {n: [] for n in names}
-    peaks: dict[str, list[float]] = {n: [] for n in names}
-    extras: dict[str, list[float]] = {n: [] for n in names}
     for r in range(args.repeats):
         for n in names:
-            seconds, peak, extra = call(n, table[n], ref, ours, models, photo, painting, args.steps)
+            seconds, _, _ = call(n, table[n], ref, ours, models, photo, painting, args.steps)
             times[n].append(seconds)
-            peaks[n].append(peak)
-            extras[n].append(extra)
-            print(f"round {r + 1}: {n:16s} {seconds:7.2f} s  peak {peak:7.0f} MB", file=sys.stderr, flush=True)
+            print(f"round {r + 1}: {n:16s} {seconds:7.2f} s", file=sys.stderr, flush=True)
     base = statistics.median(times.get("diffusers") or times.get("unguided") or [float("nan")])
     rows = []
     for n in names:
-        row = {"name": n, "median_s": statistics.median(times[n]), "runs_s": times[n]}
-        row["ratio"] = row["median_s"] / base
-        row["peak_mb"] = statistics.median(peaks[n])
-        row["extra_mb"] = statistics.median(extras[n])
-        rows.append(row)
-    mem_base = next((r.get("peak_mb") for r in rows if r["name"] == "diffusers"), None)
-    extra_base = next((r.get("extra_mb") for r in rows if r["name"] == "diffusers"), None)
+        rows.append({"name": n, "median_s": statistics.median(times[n]), "runs_s": times[n],
+                     "ratio": statistics.median(times[n]) / base})
+    memory = {n: memory_in_fresh_process(n, args.size, args.steps) for n in (args.memory.split(",") if args.memory else [])}
+    for row in rows:
+        row.update(memory.get(row["name"], {}))
     print(f"\nSD 1.5 architecture, random weights; {args.size}x{args.size}, {args.steps} DDIM steps, strength 1.0; "
           f"inputs: {source}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"median of {args.repeats}\n")
-    print("| configuration | median s | × diffusers img2img | peak RSS MB | × diffusers peak "
-          "| peak over resident models MB | × diffusers | runs s |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| configuration | median s | × diffusers img2img | runs s |")
+    print("|---|---|---|---|")
     for r in rows:
-        peak = r.get("peak_mb")
-        mem = f"{peak:.0f}" if peak else "-"
-        mem_ratio = f"{peak / mem_base:.2f}" if peak and mem_base else "-"
         runs = ", ".join(f"{t:.2f}" for t in r["runs_s"])
-        extra = f"{r['extra_mb']:.0f} | {r['extra_mb'] / extra_base:.2f}" if extra_base else "- | -"
-        print(f"| {r['name']} | {r['median_s']:.2f} | {r['ratio']:.2f} | {mem} | {mem_ratio} | {extra} | {runs} |")
+        print(f"| {r['name']} | {r['median_s']:.2f} | {r['ratio']:.2f} | {runs} |")
+    if memory:
+        ref_row = memory.get("diffusers") or memory.get("unguided")
+        print("\nPeak memory, one call in a fresh process (models built, VmHWM reset, one call):\n")
+        print("| configuration | peak RSS MB | × diffusers | growth during the call MB | × diffusers |")
+        print("|---|---|---|---|---|")
+        for n, m in memory.items():
+            print(f"| {n} | {m['peak_mb']:.0f} | {m['peak_mb'] / ref_row['peak_mb']:.2f} | {m['extra_mb']:.0f} | "
+                  f"{m['extra_mb'] / max(ref_row['extra_mb'], 1):.2f} |")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 
