@@ -22,6 +22,8 @@ import os
 import re
 from pathlib import Path
 
+from guided.imageio import fsync_dir
+
 MANIFEST = "manifest.jsonl"
 _RANK_FILE = re.compile(r"manifest\.rank(\d+)\.jsonl")
 
@@ -56,19 +58,6 @@ def latest_by_output(records: list[dict]) -> dict[str, dict]:
         if isinstance(record.get("output"), str):
             latest[record["output"]] = record
     return latest
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # not possible on every platform (Windows)
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 class ManifestWriter:
@@ -126,7 +115,7 @@ def merge_manifests(output_dir: Path) -> int:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, target)
-    _fsync_dir(output_dir)
+    fsync_dir(output_dir)
     for path in rank_files:
         path.unlink()
     return moved

@@ -257,7 +257,7 @@ def save_image(image: Image.Image, path: str | Path, *, metadata: dict | None = 
             temps.remove(side_tmp)
         elif side.is_file():
             side.unlink()  # described the image we just replaced
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except BaseException:
         for tmp in temps:
             tmp.unlink(missing_ok=True)
@@ -335,7 +335,7 @@ def _write_temp(target: Path, write: Callable[[IO[bytes]], object]) -> Path:
     return tmp
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make the rename durable; not possible on every platform, which is fine."""
     try:
         fd = os.open(folder, os.O_RDONLY)
