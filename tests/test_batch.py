@@ -113,15 +113,6 @@ def _leftovers(out: Path) -> list[Path]:
     return [p for p in out.rglob("*") if p.name.endswith(".tmp")]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: the CPU is shared, and two threads per process thrash under load."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # --- a whole batch ------------------------------------------------------------------------------

@@ -22,14 +22,6 @@ from guided.vgg import VGGFeatures, make_vgg_features
 TERMS = ("content", "style", "tv", "total")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core CI machine, two spinning OpenMP threads per test
-    process run ~50x slower on these small tensors than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _image(seed: int, hw=(48, 64)) -> Image.Image:

@@ -14,13 +14,6 @@ PROMPT = "an oil painting of autumn oaks"
 OFF = {name: 0.0 for name in TERMS}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: one thread is fastest, and avoids OpenMP spinning on a CPU shared with others."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

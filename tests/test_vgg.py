@@ -9,14 +9,6 @@ from guided.errors import GuidedError, WeightsNotFoundError
 from guided.vgg import IMAGENET_MEAN, IMAGENET_STD, VGGFeatures, layer_names, make_vgg_features, resolve_backbone
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """One intra-op thread: on a shared 2-core CI machine, two spinning OpenMP threads per test
-    process run ~50x slower on these small tensors than one."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def torchvision_features(arch: str, seed: int) -> torch.nn.Sequential:
