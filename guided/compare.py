@@ -58,40 +58,62 @@ class PeakMemory:
 
     Linux: VmHWM from /proc/self/status, reset before each stage by writing 5 to
     /proc/self/clear_refs, so each stage reports its own peak (models already loaded included).
-    Elsewhere: ru_maxrss, the process peak since start, which only grows (stated in `method`)."""
+    Some kernels and sandboxes accept that write and ignore it; a probe at construction checks that
+    the reset really lowers the peak. Where it does not (and off Linux): ru_maxrss, the process peak
+    since start, which only grows (stated in `method`)."""
+
+    PROBE_MB = 64  # big enough to stand out from allocator noise, small enough to cost nothing
 
     def __init__(self) -> None:
-        self.per_stage = self._try_reset()
+        self.per_stage = self._reset_works()
         self.method = ("peak RSS of the process during the stage (Linux VmHWM, reset per stage via "
                        "/proc/self/clear_refs)" if self.per_stage else
                        "peak RSS of the process since it started (getrusage ru_maxrss; not reset per stage)")
 
-    @staticmethod
-    def _try_reset() -> bool:
-        try:
-            with open("/proc/self/clear_refs", "w") as fh:
-                fh.write("5")
-            return _vmhwm_kb() is not None
-        except OSError:
+    @classmethod
+    def _reset_works(cls) -> bool:
+        """Raise the peak with a short-lived block, reset, and check the peak came back down."""
+        if not _clear_refs():
             return False
+        block = b"x" * (cls.PROBE_MB * 2 ** 20)  # every page written, so it is resident
+        del block
+        if not _clear_refs():
+            return False
+        status = _memory_status()
+        if status is None:
+            return False
+        hwm_kb, rss_kb = status
+        return hwm_kb - rss_kb < cls.PROBE_MB * 1024 // 2
 
     def reset(self) -> None:
         if self.per_stage:
-            self._try_reset()
+            _clear_refs()
 
     def peak_mb(self) -> float:
         if self.per_stage:
-            return round(_vmhwm_kb() / 1024, 1)
+            return round(_memory_status()[0] / 1024, 1)
         scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
         return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20, 1)
 
 
-def _vmhwm_kb() -> int | None:
+def _clear_refs() -> bool:
+    """Ask Linux to reset this process's peak RSS (VmHWM) to its current RSS."""
     try:
-        match = re.search(r"VmHWM:\s+(\d+)\s+kB", Path("/proc/self/status").read_text())
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _memory_status() -> tuple[int, int] | None:
+    """(VmHWM, VmRSS) in kB, read together from /proc/self/status; None where it has neither."""
+    try:
+        text = Path("/proc/self/status").read_text()
     except OSError:
         return None
-    return int(match.group(1)) if match else None
+    hwm, rss = (re.search(rf"{key}:\s+(\d+)\s+kB", text) for key in ("VmHWM", "VmRSS"))
+    return (int(hwm.group(1)), int(rss.group(1))) if hwm and rss else None
 
 
 # ------------------------------------------------------------------------------------ inputs
