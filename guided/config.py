@@ -89,7 +89,9 @@ class GuidanceConfig:
     cutout_augment: bool = True  # flips and noise on the cutouts: CLIP gradients become less adversarial
     mode: str = "fast"  # no UNet backward: the cost target of the project (full backprop costs several ×)
     fast_decoder: str = "auto"  # AutoencoderTiny where its weights are present, else the VAE at low resolution
-    loss_size: int = 224  # CLIP's input size and VGG's training scale; VGG cost grows with its pixels
+    # CLIP's input size and VGG's training scale; VGG cost grows with its pixels. The guidance
+    # decode (full VAE, both modes) also comes out at this size: its cost grows with its pixels too.
+    loss_size: int = 224
     gram_layers: tuple[str, ...] = DEFAULT_GRAM_LAYERS  # see DEFAULT_GRAM_LAYERS
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS  # see DEFAULT_CONTENT_LAYERS
     seed: int | None = 0  # cutout randomness; an int makes guided runs reproducible, None draws fresh

@@ -239,17 +239,19 @@ class GuidedStableDiffusionImg2ImgPipeline(StableDiffusionImg2ImgPipeline):
         return noise_pred
 
     def _decode_for_loss(self, x0: torch.Tensor, guidance: GuidanceConfig, models) -> torch.Tensor:
-        """Decode clean latents to an RGB image in [0, 1], differentiably, as cheaply as the mode allows."""
+        """Decode clean latents to an RGB image in [0, 1], differentiably, as cheaply as the mode allows.
+
+        `fast` uses AutoencoderTiny where present. Otherwise (and always in `full`) the full VAE decodes
+        latents resized so that the image comes out at `loss_size`: the losses are computed at that
+        size anyway, and the decoder's cost (forward and backward) grows with its pixels."""
         tiny = getattr(models, "tiny_decoder", None)
         if guidance.mode == "fast" and tiny is not None and guidance.fast_decoder in ("auto", "tiny"):
             image = tiny.decode(x0.to(tiny.dtype)).sample
         else:
             z = x0
-            if guidance.mode == "fast":  # reduced-resolution pass of the full VAE
-                side = max(z.shape[-2:]) * self.vae_scale_factor
-                factor = min(1.0, guidance.loss_size / side)
-                if factor < 1.0:
-                    z = F.interpolate(z, scale_factor=factor, mode="bilinear", align_corners=False)
+            factor = min(1.0, guidance.loss_size / (max(z.shape[-2:]) * self.vae_scale_factor))
+            if factor < 1.0:
+                z = F.interpolate(z, scale_factor=factor, mode="bilinear", align_corners=False)
             image = self.vae.decode(z.to(self.vae.dtype) / self.vae.config.scaling_factor, return_dict=False)[0]
         return (image.float() / 2 + 0.5).clamp(0, 1)
 

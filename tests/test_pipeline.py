@@ -95,6 +95,26 @@ def test_full_mode_lowers_clip_text(pipe, models, unguided):
     assert out.final_losses["clip_text"] < unguided["clip_text"]
 
 
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_guidance_decode_comes_out_at_loss_size(pipe, models, mode):
+    """Without a tiny decoder, both modes decode the x0 estimate with the VAE at `loss_size` (the
+    decoder's forward and backward cost grow with its pixels), differentiably."""
+    side = 96  # _photo()'s long side; the latents are 1/vae_scale_factor of it
+    latents = torch.randn(1, 4, 64 // pipe.vae_scale_factor, side // pipe.vae_scale_factor, requires_grad=True)
+    small = pipe._decode_for_loss(latents, GuidanceConfig(mode=mode, loss_size=48), models)
+    assert max(small.shape[-2:]) == 48 and small.shape[-2] == 32
+    (grad,) = torch.autograd.grad(small.mean(), latents)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+    full = pipe._decode_for_loss(latents, GuidanceConfig(mode=mode, loss_size=224), models)
+    assert full.shape[-2:] == (64, 96)  # never upsampled above the image's own size
+
+
+def test_full_mode_lowers_clip_text_at_reduced_decode(pipe, models):
+    unguided = run(pipe, models, loss_size=48).final_losses  # final losses measured at the same size
+    out = run(pipe, models, clip_text=1.0, mode="full", loss_size=48)
+    assert out.final_losses["clip_text"] < unguided["clip_text"]
+
+
 @pytest.mark.parametrize("name", ["ddim", "pndm", "lms", "euler", "euler-ancestral", "dpm++", "unipc"])
 def test_scheduler_matrix(components, models, name):
     pipe = GuidedStableDiffusionImg2ImgPipeline(**components)
