@@ -31,8 +31,10 @@ from typing import Any
 
 from guided.errors import GuidedError
 
-#: The repository's own presets (found relative to the package, so it works from any cwd).
-BUILTIN_PRESET_DIR = Path(__file__).resolve().parents[1] / "prompts"
+#: The project's own presets: `prompts/` beside the package in a source checkout or editable
+#: install, `guided/prompts/` inside an installed wheel (pyproject maps one onto the other).
+_SOURCE_PRESET_DIR = Path(__file__).resolve().parents[1] / "prompts"
+BUILTIN_PRESET_DIR = _SOURCE_PRESET_DIR if _SOURCE_PRESET_DIR.is_dir() else Path(__file__).resolve().parent / "prompts"
 #: Built-in preset folders, lowest priority first. `preset_dirs()` adds the user's folders.
 PRESET_DIRS: tuple[Path, ...] = (BUILTIN_PRESET_DIR,)
 #: Environment variable with the user's own preset folders (os.pathsep-separated).
