@@ -228,7 +228,7 @@ def bench_memory(content_path: Path, style_path: Path, threads: int, iterations:
     5 ms during `stylize` (ru_maxrss is useless here: importing torch's CUDA build peaks higher)."""
     out = {}
     for name, preset, mp in (("adam fp32 (d2l)", "d2l", "no"), ("adam bf16 (d2l)", "d2l", "bf16"),
-                             ("lbfgs bf16 (d2l-fast)", "d2l-fast", "bf16"),
+                             ("adam bf16 (d2l-fast)", "d2l-fast", "bf16"),
                              ("lbfgs fp32 (default)", "default", "no")):
         code = MEMORY_CHILD.format(root=str(ROOT), threads=threads, content=str(content_path), style=str(style_path),
                                    preset=preset, mp=mp, iterations=iterations)

@@ -80,13 +80,16 @@ class Stylizer:
     """A guided img2img pipeline with its guidance models, loaded once, on an Accelerate device."""
 
     def __init__(self, pipe, guidance_models, *, accelerator, models: str, model_info: dict,
-                 scheduler: str = DEFAULTS.scheduler):
+                 scheduler: str = DEFAULTS.scheduler, load_options: dict | None = None):
         self.pipe = pipe
         self.guidance_models = guidance_models
         self.accelerator = accelerator
         self.models = models
         self.model_info = model_info
         self.scheduler = scheduler  # the name given to `load`, recorded in every manifest
+        # `model`, `clip`, `backbone` as given to `load` (None: the default), recorded so that
+        # `guided stylize --from` loads the same models again.
+        self.load_options = dict(load_options or {})
 
     @classmethod
     def load(cls, *, models: str = "default", model: str | None = None, scheduler: str | None = None,
@@ -107,6 +110,11 @@ class Stylizer:
             raise GuidedError(f"`scheduler` must be one of {', '.join(SCHEDULER_NAMES)}, got {scheduler!r}")
         from pipelines import GuidedStableDiffusionImg2ImgPipeline
         if models == "tiny":
+            given = {k: v for k, v in (("model", model), ("clip", clip), ("backbone", backbone)) if v is not None}
+            if given:  # tiny models are built in code: a named model would be silently ignored
+                key, value = next(iter(given.items()))
+                raise GuidedError(f"`{key}` ({value!r}) cannot be used with models='tiny' (tiny random models "
+                                  "are built in code); drop one of them")
             from guided.testing import tiny_guidance_models, tiny_sd_components
 
             print("NOTICE: --models tiny: tiny RANDOM models, a smoke test of the install; "
@@ -134,7 +142,8 @@ class Stylizer:
         pipe.to(accelerator.device)
         gm.to(accelerator.device)
         pipe.set_guidance_models(gm)
-        return cls(pipe, gm, accelerator=accelerator, models=models, model_info=info, scheduler=scheduler)
+        return cls(pipe, gm, accelerator=accelerator, models=models, model_info=info, scheduler=scheduler,
+                   load_options={"model": model, "clip": clip, "backbone": backbone})
 
     def run(self, content, *, prompt: str | None = None, negative_prompt: str | None = None,
             style=(), style_weights: list[float] | None = None, strength: float | None = None,
@@ -182,7 +191,8 @@ class Stylizer:
                       "style_weights": style_weights, "strength": strength, "steps": steps,
                       "guidance_scale": guidance_scale, "scheduler": self.scheduler,
                       "size": size, "preserve_color": preserve_color, "preset": p.name if p else None,
-                      "models": self.models, "guidance": asdict(config)}
+                      "models": self.models, **{k: self.load_options.get(k) for k in ("model", "clip", "backbone")},
+                      "mixed_precision": self.accelerator.mixed_precision, "guidance": asdict(config)}
         metadata = build_manifest(kind="stylize", parameters=parameters, seed=seed, models=self.model_info,
                                   device=str(self.accelerator.device), precision=self.accelerator.mixed_precision,
                                   losses={"final": out.final_losses, "history": out.loss_history},

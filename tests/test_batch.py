@@ -402,6 +402,12 @@ def test_cli_gatys_batch_then_rerun(tmp_path, capsys):
     (["--models", "tiny"], "nothing to stylize toward"),
     (["--method", "gatys", "--style", "S", "--prompt", "x", "--strength", "0.5"],
      "--prompt, --strength only apply to --method stylize"),
+    # wrong for every image: refused before the first item instead of failing each one
+    (["--models", "tiny", "--prompt", "x", "--strength", "1.5"], "`--strength` must be in (0, 1]"),
+    (["--models", "tiny", "--prompt", "x", "--steps", "0"], "`--steps` must be a positive integer"),
+    (["--models", "tiny", "--prompt", "x", "--size", "8"], "`--size` must be at least 32"),
+    (["--models", "tiny", "--prompt", "x", "--gram-weight", "-1"], "`gram` weight must be a finite number"),
+    (["--models", "tiny", "--style", "S", "--style-weights", "1,2"], "`--style-weights` has 2 values for 1"),
 ])
 def test_cli_usage_errors_exit_2(tmp_path, capsys, extra, words):
     _square_folder(tmp_path / "in", 1)

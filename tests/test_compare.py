@@ -145,6 +145,25 @@ def test_bad_options_fail_before_any_model_loads(monkeypatch, capsys, inputs, tm
     assert not out.exists() and list(tmp_path.iterdir()) == []
 
 
+def test_backbone_option_reaches_the_model_loader(monkeypatch, capsys, inputs, tmp_path):
+    from guided.errors import GuidedError
+    from guided.stylize import Stylizer
+
+    seen = {}
+
+    def load(cls, **kw):
+        seen.update(kw)
+        raise GuidedError("stop before loading")
+
+    monkeypatch.setattr(Stylizer, "load", classmethod(load))
+    photo, painting = inputs
+    weights = str(tmp_path / "vgg16.safetensors")
+    assert main(["compare", str(photo), "--style", str(painting), "--prompt", "x", "--backbone", weights,
+                 "-o", str(tmp_path / "r")]) == 2
+    assert seen["backbone"] == weights
+    assert "stop before loading" in capsys.readouterr().err
+
+
 def test_missing_inputs_and_foreign_folders(capsys, inputs, tmp_path):
     photo, painting = inputs
     assert main(["compare", str(tmp_path / "nope.jpg"), "--prompt", "x", "-o", str(tmp_path / "r")]) == 2

@@ -167,6 +167,15 @@ def test_console_error_has_no_traceback(photo, tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("option", [["--backbone", "vgg16"], ["--clip", "ViT-B-16"], ["--model", "some/folder"]])
+def test_tiny_models_refuse_named_models(photo, tmp_path, capsys, option):
+    out = tmp_path / "out.png"
+    assert main(["stylize", str(photo), "--prompt", "x", "--models", "tiny", *option, "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"`{option[0][2:]}`" in err[0] and option[1] in err[0]
+    assert not out.exists()
+
+
 def test_from_restores_recorded_options_unless_given(tmp_path):
     import argparse
 
@@ -179,10 +188,18 @@ def test_from_restores_recorded_options_unless_given(tmp_path):
     save_image(Image.new("RGB", (8, 8)), recorded, metadata={
         "kind": "stylize", "seed": 7,
         "parameters": {"prompt": "ink wash", "scheduler": "euler", "strength": 0.4, "steps": 9, "models": "tiny",
-                       "style": [], "guidance": {"gram": 0.25, "mode": "full"}}})
+                       "style": [], "guidance": {"gram": 0.25, "mode": "full"}, "model": "/models/sd15",
+                       "clip": "ViT-B-16:openai", "backbone": "/weights/vgg16.safetensors",
+                       "mixed_precision": "bf16"}})
     args = build_parser().parse_args(["stylize", "photo.jpg", "--from", str(recorded), "--steps", "3", "-o", "x.png"])
     assert isinstance(args, argparse.Namespace)
     apply_recorded(args)
     assert (args.prompt, args.scheduler, args.strength, args.seed, args.models) == ("ink wash", "euler", 0.4, 7, "tiny")
     assert (args.gram_weight, args.mode) == (0.25, "full")
     assert args.steps == 3  # given on the command line: wins over the recording
+    assert (args.model, args.clip, args.backbone, args.mixed_precision) == (
+        "/models/sd15", "ViT-B-16:openai", "/weights/vgg16.safetensors", "bf16")
+    given = build_parser().parse_args(["stylize", "photo.jpg", "--from", str(recorded), "--backbone", "vgg19",
+                                       "--mixed-precision", "no", "-o", "x.png"])
+    apply_recorded(given)
+    assert (given.backbone, given.mixed_precision, given.clip) == ("vgg19", "no", "ViT-B-16:openai")

@@ -7,7 +7,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from guided.cli.stylize import add_stylize_options, load_kwargs, stylize_kwargs
+from guided.cli.stylize import (add_backbone_option, add_stylize_options, check_stylize_options, load_kwargs,
+                                 stylize_kwargs)
 
 
 def add_parser(sub) -> None:
@@ -28,6 +29,7 @@ def add_parser(sub) -> None:
     p.add_argument("--gatys-iterations", type=int, metavar="N",
                    help="iterations of the classic path (default: its preset's; 10 with --models tiny)")
     add_stylize_options(p)
+    add_backbone_option(p)
     p.set_defaults(func=run)
 
 
@@ -35,15 +37,9 @@ def _check_early(args: argparse.Namespace) -> None:
     """User mistakes found before any model loads."""
     from guided.errors import GuidedError
 
-    if args.strength is not None and not 0 < args.strength <= 1:
-        raise GuidedError(f"`--strength` must be in (0, 1], got {args.strength}")
-    if args.steps is not None and args.steps <= 0:
-        raise GuidedError(f"`--steps` must be a positive integer, got {args.steps}")
+    check_stylize_options(args)
     if args.gatys_iterations is not None and args.gatys_iterations < 1:
         raise GuidedError(f"`--gatys-iterations` must be a positive integer, got {args.gatys_iterations}")
-    if args.style_weights is not None and len(args.style_weights) != len(args.style):
-        raise GuidedError(f"`--style-weights` has {len(args.style_weights)} values for "
-                          f"{len(args.style)} --style images")
     if args.preset:
         from guided.presets import load_preset
 

@@ -53,6 +53,12 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
                    help="'tiny': tiny RANDOM models, an offline smoke test of the install")
 
 
+def add_backbone_option(parser: argparse.ArgumentParser) -> None:
+    """`--backbone` of `stylize` and `compare` (not in the shared options: `batch` has its own, for gatys)."""
+    parser.add_argument("--backbone", help="VGG for guidance (and, in compare, the classic path): vgg19, vgg16, "
+                                           "or a local weights file (default $GUIDED_VGG_WEIGHTS, else vgg19)")
+
+
 def load_kwargs(args: argparse.Namespace) -> dict:
     """Keyword arguments of `Stylizer.load` from parsed options."""
     return {"models": args.models, "model": args.model, "scheduler": args.scheduler, "device": args.device,
@@ -80,10 +86,25 @@ def add_parser(sub) -> None:
     p.add_argument("--from", dest="from_image", metavar="IMAGE.png",
                    help="rerun with the parameters recorded in a PNG written by guided")
     add_stylize_options(p)
-    # Not in the shared options: `batch` has its own --backbone (the same meaning: which VGG weights).
-    p.add_argument("--backbone", help="VGG for guidance: vgg19, vgg16, or a local weights file "
-                                      "(default $GUIDED_VGG_WEIGHTS, else vgg19)")
+    add_backbone_option(p)
     p.set_defaults(func=run, seed=None)  # None: not given, so --from can tell the recorded seed from an explicit one
+
+
+def check_stylize_options(args: argparse.Namespace) -> None:
+    """The shared stylization options that are wrong whatever the image (stylize, compare, batch):
+    caught before any model loads, and in `batch` before the first item."""
+    from guided.errors import GuidedError
+    from guided.stylize import guidance_from
+
+    if args.strength is not None and not 0 < args.strength <= 1:
+        raise GuidedError(f"`--strength` must be in (0, 1], got {args.strength}")
+    if args.steps is not None and args.steps <= 0:
+        raise GuidedError(f"`--steps` must be a positive integer, got {args.steps}")
+    if args.size is not None and args.size < 32:
+        raise GuidedError(f"`--size` must be at least 32 pixels (the long side), got {args.size}")
+    if args.style_weights is not None and len(args.style_weights) != len(args.style):
+        raise GuidedError(f"`--style-weights` has {len(args.style_weights)} values for {len(args.style)} --style images")
+    guidance_from(stylize_kwargs(args)["guidance"])  # each weight a finite number >= 0, named if not
 
 
 def _check_early(args: argparse.Namespace) -> None:
@@ -94,15 +115,10 @@ def _check_early(args: argparse.Namespace) -> None:
     load_image(args.content, what="content image")
     for s in args.style:
         load_image(s, what="style image")
-    if args.style_weights is not None and len(args.style_weights) != len(args.style):
-        raise GuidedError(f"`--style-weights` has {len(args.style_weights)} values for {len(args.style)} --style images")
     suffix = Path(args.output).suffix.lower()
     if suffix not in {".png", ".jpg", ".jpeg", ".webp"}:
         raise GuidedError(f"`--output` must end in .png, .jpg or .webp, got {args.output!r}")
-    if args.strength is not None and not 0 < args.strength <= 1:
-        raise GuidedError(f"`--strength` must be in (0, 1], got {args.strength}")
-    if args.steps is not None and args.steps <= 0:
-        raise GuidedError(f"`--steps` must be a positive integer, got {args.steps}")
+    check_stylize_options(args)
     if not args.preset and not (args.prompt or "").strip() and not args.style:
         raise GuidedError("`--prompt` is empty and no --style painting was given: nothing to stylize toward")
 
@@ -134,6 +150,9 @@ def apply_recorded(args: argparse.Namespace) -> None:
         args.seed = meta.get("seed")
     if args.models == "default" and p.get("models") == "tiny":
         args.models = "tiny"
+    for key in ("model", "clip", "backbone", "mixed_precision"):  # the models and precision it was made with
+        if getattr(args, key, None) is None and p.get(key) is not None:
+            setattr(args, key, p[key])
 
 
 def run(args: argparse.Namespace) -> int:
