@@ -31,7 +31,7 @@ def worker(args: argparse.Namespace) -> None:
     import psutil
 
     from guided.batch import run_batch
-    from guided.batch_jobs import GatysJob
+    from guided.batch.jobs import GatysJob
 
     job = GatysJob(styles=[str(args.style)], presets=("d2l",), backbone="vgg19-random",
                    options={"size": 32, "iterations": args.iterations})

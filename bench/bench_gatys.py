@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from guided.gatys import GatysObjective, stylize  # noqa: E402
-from guided.gatys_images import denormalize, normalize, preprocess  # noqa: E402
-from guided.gatys_presets import D2L  # noqa: E402
-from guided.imageio import load_image  # noqa: E402
-from guided.vgg import VGGFeatures, resolve_backbone  # noqa: E402
+from guided.gatys.images import denormalize, normalize, preprocess  # noqa: E402
+from guided.gatys.presets import D2L  # noqa: E402
+from guided.io.images import load_image  # noqa: E402
+from guided.models.vgg import VGGFeatures, resolve_backbone  # noqa: E402
 
 SHAPE = (300, 450)
 
@@ -205,7 +205,7 @@ import os, sys, threading, time, torch
 sys.path.insert(0, {root!r})
 torch.set_num_threads({threads})
 from guided.gatys import stylize
-from guided.vgg import resolve_backbone
+from guided.models.vgg import resolve_backbone
 
 def rss():
     with open("/proc/self/statm") as fh:

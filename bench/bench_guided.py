@@ -49,12 +49,12 @@ def configs() -> dict[str, dict | None]:
 def inputs(size: int):
     shared = ROOT.parent / "shared" / "images"
     if (shared / "rainier.jpg").is_file():
-        from guided.imageio import load_image
+        from guided.io.images import load_image
 
         photo = load_image(shared / "rainier.jpg").resize((size, size), PIL.Image.LANCZOS)
         painting = load_image(shared / "autumn-oak.jpg").resize((size, size), PIL.Image.LANCZOS)
         return photo, painting, "rainier.jpg + autumn-oak.jpg"
-    from guided.demo_assets import demo_photo, painted_style
+    from guided.demo.assets import demo_photo, painted_style
 
     return demo_photo().resize((size, size)), painted_style().resize((size, size)), "demo assets"
 

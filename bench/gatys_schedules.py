@@ -24,10 +24,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_gatys import ROOT, SHAPE, d2l_loss  # noqa: E402
 
 from guided.gatys import GatysObjective  # noqa: E402
-from guided.gatys_images import preprocess  # noqa: E402
-from guided.gatys_presets import D2L  # noqa: E402
-from guided.imageio import load_image  # noqa: E402
-from guided.vgg import VGGFeatures, resolve_backbone  # noqa: E402
+from guided.gatys.images import preprocess  # noqa: E402
+from guided.gatys.presets import D2L  # noqa: E402
+from guided.io.images import load_image  # noqa: E402
+from guided.models.vgg import VGGFeatures, resolve_backbone  # noqa: E402
 
 
 def make_optimizer(x: torch.Tensor, name: str, lr: float, gamma: float, step: int):

@@ -99,7 +99,7 @@ class Stylizer:
         """Load Stable Diffusion and the guidance models. `models="tiny"`: tiny random models, labelled.
 
         `clip`: open_clip "NAME", "NAME:TAG" or a local checkpoint; `backbone`: the guidance VGG, as
-        `guided.vgg.resolve_backbone` takes it (None: $GUIDED_VGG_WEIGHTS, else VGG-19)."""
+        `guided.models.vgg.resolve_backbone` takes it (None: $GUIDED_VGG_WEIGHTS, else VGG-19)."""
         from guided.accel import make_accelerator
 
         if models not in MODELS:
@@ -126,8 +126,8 @@ class Stylizer:
             info = {"stable_diffusion": "tiny random (guided.testing.tiny_sd_components, seed 0)",
                     "guidance": gm.info, "random": True}
         else:
-            from guided.guidance_models import load_guidance_models
-            from guided.hub import DEFAULT_SD_MODEL, resolve_model_dir
+            from guided.models.guidance import load_guidance_models
+            from guided.models.hub import DEFAULT_SD_MODEL, resolve_model_dir
 
             source = model or DEFAULT_SD_MODEL
             folder = resolve_model_dir(source, what="Stable Diffusion model",
@@ -153,12 +153,12 @@ class Stylizer:
         """Stylize `content` (PIL or path). None means: from `preset` when given, else `DEFAULTS`."""
         import torch
 
-        from guided.imageio import load_image
-        from guided.manifest import build_manifest
+        from guided.io.images import load_image
+        from guided.io.manifest import build_manifest
 
         p = None
         if preset is not None:
-            from guided.presets import load_preset
+            from guided.guidance.presets import load_preset
 
             p = load_preset(preset)
             prompt = prompt if prompt is not None else p.prompt

@@ -152,7 +152,7 @@ class GuidedStableDiffusionImg2ImgPipeline(StableDiffusionImg2ImgPipeline):
     checkpoint loads with `from_pretrained`.
 
     The guidance models (CLIP, VGG, optional tiny decoder) are not pipeline components: pass
-    them per call as `guidance_models` (a `guided.objective.GuidanceModels`), set them once with
+    them per call as `guidance_models` (a `guided.guidance.objective.GuidanceModels`), set them once with
     `set_guidance_models`, or let the first call load the defaults (real weights, or a clear
     error that says which are missing).
     """
@@ -207,7 +207,7 @@ class GuidedStableDiffusionImg2ImgPipeline(StableDiffusionImg2ImgPipeline):
 
     @staticmethod
     def _style_tensors(style_image) -> list[torch.Tensor]:
-        from guided.imageio import load_image, pil_to_tensor
+        from guided.io.images import load_image, pil_to_tensor
 
         tensors = []
         for item in _as_list(style_image):
@@ -220,7 +220,7 @@ class GuidedStableDiffusionImg2ImgPipeline(StableDiffusionImg2ImgPipeline):
 
     def _load_guidance_models(self, guidance: GuidanceConfig):
         if self._guidance_models is None:
-            from guided.guidance_models import load_guidance_models
+            from guided.models.guidance import load_guidance_models
 
             self._guidance_models = load_guidance_models(guidance)
         return self._guidance_models
@@ -349,14 +349,14 @@ class GuidedStableDiffusionImg2ImgPipeline(StableDiffusionImg2ImgPipeline):
             style_image_weights: blend weights of several style images (default: equal).
             guidance: `guided.GuidanceConfig` or a dict of its fields (weights per term, step windows,
                 mode "fast"/"full", loss resolution, cutouts ...). All weights 0: plain img2img.
-            guidance_models: `guided.objective.GuidanceModels` (CLIP, VGG, tiny decoder).
+            guidance_models: `guided.guidance.objective.GuidanceModels` (CLIP, VGG, tiny decoder).
             preserve_color: keep the photo's colours (luminance-only result).
 
         `callback_on_step_end(pipe, step, timestep, callback_kwargs)` also receives
         `callback_kwargs["losses"]`, the step's unweighted term values.
         """
         from guided.color import transfer_luminance
-        from guided.objective import GuidedObjective
+        from guided.guidance.objective import GuidedObjective
 
         if isinstance(guidance, dict):
             guidance = GuidanceConfig(**guidance)

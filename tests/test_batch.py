@@ -19,10 +19,10 @@ import pytest
 from PIL import Image, ImageOps
 
 from guided.batch import BatchSummary, param_hash, run_batch
-from guided.batch_items import find_images, image_extensions, output_name, plan_items
-from guided.batch_manifest import MANIFEST, ManifestWriter, merge_manifests, rank_manifest, read_records
+from guided.batch.items import find_images, image_extensions, output_name, plan_items
+from guided.batch.journal import MANIFEST, ManifestWriter, merge_manifests, rank_manifest, read_records
 from guided.errors import GuidedError
-from guided.imageio import ALLOWED_FORMATS, read_metadata
+from guided.io.images import ALLOWED_FORMATS, read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 EXTS = image_extensions(ALLOWED_FORMATS)
@@ -342,7 +342,7 @@ def test_signal_abandons_the_current_item_cleanly(tmp_path, sig):
 
 
 def test_signal_during_save_completes_and_records_that_item(tmp_path):
-    from guided.imageio import save_image
+    from guided.io.images import save_image
 
     folder, out = tmp_path / "in", tmp_path / "out"
     write_good(folder)

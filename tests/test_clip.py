@@ -6,7 +6,7 @@ import warnings
 import pytest
 import torch
 
-from guided.clip import (ClipGuide, _hub_repo_of_tag, cached_clip_weights, load_clip, random_clip,
+from guided.models.clip import (ClipGuide, _hub_repo_of_tag, cached_clip_weights, load_clip, random_clip,
                          save_clip_folder)
 from guided.errors import GuidedError, WeightsNotFoundError
 from guided.testing import TINY_CLIP_CONFIG, tiny_clip
@@ -92,7 +92,7 @@ def test_load_clip_missing_tag_offline_says_how_to_get_it(tmp_path, monkeypatch)
 def test_default_tag_location_agrees_with_open_clip():
     import open_clip
 
-    from guided.clip import DEFAULT_CLIP_HUB_REPO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+    from guided.models.clip import DEFAULT_CLIP_HUB_REPO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 
     hub = open_clip.get_pretrained_cfg(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)["hf_hub"]
     assert hub == DEFAULT_CLIP_HUB_REPO + "/"  # default file names: open_clip_model.safetensors, then .bin
@@ -164,7 +164,7 @@ def test_tag_found_in_cache_loads_offline_without_download(clip, tmp_path, monke
 
     import open_clip
 
-    import guided.clip as clip_module
+    import guided.models.clip as clip_module
 
     folder = save_clip_folder(clip, tmp_path / "cache", _model_cfg())
     (tmp_path / "guided-test-tiny.json").write_text(json.dumps(_model_cfg()))

@@ -10,9 +10,9 @@ import re
 import pytest
 
 from guided.cli import main
-from guided.demo_assets import demo_photo, painted_style
-from guided.imageio import read_metadata, save_image
-from guided.report import METRIC_KEYS
+from guided.demo.assets import demo_photo, painted_style
+from guided.io.images import read_metadata, save_image
+from guided.compare.report import METRIC_KEYS
 
 OUTPUTS = ("classic", "img2img", "guided", "guided_gram-0")
 
@@ -180,7 +180,7 @@ def test_missing_inputs_and_foreign_folders(capsys, inputs, tmp_path):
 
 
 def test_a_failure_mid_run_leaves_no_report(monkeypatch, stylizer, inputs, tmp_path):
-    import guided.compare as compare_module
+    import guided.compare.run as compare_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("stage failed")
@@ -196,7 +196,7 @@ def test_a_failure_mid_run_leaves_no_report(monkeypatch, stylizer, inputs, tmp_p
 def test_peak_memory_falls_back_where_the_reset_is_ignored(monkeypatch):
     """Some sandboxes accept the write to /proc/self/clear_refs and ignore it (CI did): then the
     peak cannot be split per stage, and PeakMemory must say so instead of reporting stale peaks."""
-    from guided import compare as compare_module
+    from guided.compare import memory as compare_module
 
     if compare_module._memory_status() is None:
         pytest.skip("no /proc/self/status VmHWM on this system")

@@ -2,7 +2,7 @@
 import json
 
 from guided.demo import main
-from guided.imageio import read_metadata
+from guided.io.images import read_metadata
 
 
 def test_demo_quick_writes_every_output(tmp_path, capsys):

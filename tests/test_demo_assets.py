@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from guided.demo_assets import demo_photo, demo_photo_path, painted_style
+from guided.demo.assets import demo_photo, demo_photo_path, painted_style
 
 
 def test_demo_photo_is_the_real_sample_photo():

@@ -13,11 +13,11 @@ from torch import nn
 
 from guided.errors import GuidedError, WeightsNotFoundError
 from guided.gatys import GatysObjective, plot_history, stylize
-from guided.gatys_images import preprocess
-from guided.gatys_presets import D2L, PRESETS, override
-from guided.imageio import pil_to_tensor
+from guided.gatys.images import preprocess
+from guided.gatys.presets import D2L, PRESETS, override
+from guided.io.images import pil_to_tensor
 from guided.losses import gram_matrix
-from guided.vgg import VGGFeatures, make_vgg_features
+from guided.models.vgg import VGGFeatures, make_vgg_features
 
 TERMS = ("content", "style", "tv", "total")
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from PIL import Image
 
-from guided.imageio import read_metadata
+from guided.io.images import read_metadata
 
 # One OpenMP thread: the CI machine's two cores are shared by many test processes.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 from guided.errors import GuidedError, WeightsNotFoundError
-from guided.hub import SD_REQUIRED_FILES, model_status, resolve_model_dir
+from guided.models.hub import SD_REQUIRED_FILES, resolve_model_dir
+from guided.models.status import model_status
 
 FAKE_REPO = "guided-tests/fake-model"  # not a real repository: only ever looked up in a temporary cache
 
@@ -106,7 +107,7 @@ def test_guided_models_json(capsys):
 
 
 def test_guidance_modules_do_not_import_diffusers():
-    code = ("import sys, guided, guided.objective, guided.clip, guided.config, guided.hub, guided.testing; "
+    code = ("import sys, guided, guided.guidance.objective, guided.models.clip, guided.config, guided.models.hub, guided.testing; "
             "guided.GuidanceConfig(); print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('diffusers', 'open_clip', 'transformers')))")
     out = _run(["-c", code])

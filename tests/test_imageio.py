@@ -14,7 +14,7 @@ import torch
 from PIL import Image, PngImagePlugin, features
 
 from guided.errors import GuidedError, ImageLoadError, NonFiniteError
-from guided.imageio import (ALLOWED_FORMATS, DEFAULT_MAX_SIDE, load_image, pil_to_tensor,
+from guided.io.images import (ALLOWED_FORMATS, DEFAULT_MAX_SIDE, load_image, pil_to_tensor,
                             read_metadata, save_image, sidecar_path, tensor_to_pil)
 
 

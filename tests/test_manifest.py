@@ -16,8 +16,8 @@ import torch
 from PIL import Image
 
 from guided.errors import GuidedError
-from guided.imageio import read_metadata, save_image
-from guided.manifest import RESERVED_KEYS, build_manifest, describe_file, json_safe
+from guided.io.images import read_metadata, save_image
+from guided.io.manifest import RESERVED_KEYS, build_manifest, describe_file, json_safe
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,7 @@ def test_extra_cannot_replace_a_field():
 
 
 def test_manifest_module_does_not_import_heavy_libraries():
-    code = ("import sys, guided.manifest as m; m.build_manifest(kind='k', parameters={}, seed=None, "
+    code = ("import sys, guided.io.manifest as m; m.build_manifest(kind='k', parameters={}, seed=None, "
             "models={}, device='cpu', precision='no'); "
             "print(sorted(x for x in ('torch', 'diffusers', 'transformers', 'open_clip') if x in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)

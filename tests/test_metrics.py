@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from guided import metrics
+from guided.compare import metrics as metrics
 from guided.errors import GuidedError
 from guided.losses import gram_matrix
 from guided.testing import tiny_guidance_models

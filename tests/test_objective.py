@@ -7,7 +7,7 @@ import torch
 from guided.config import TERMS, GuidanceConfig, TermWindow
 from guided.errors import GuidedError
 from guided.losses import content_loss, gram_loss, gram_matrix, spherical_distance, tv_loss
-from guided.objective import GuidanceModels, GuidedObjective, loss_view
+from guided.guidance.objective import GuidanceModels, GuidedObjective, loss_view
 from guided.testing import tiny_guidance_models
 
 PROMPT = "an oil painting of autumn oaks"
@@ -229,7 +229,7 @@ def _load(path, long_side: int) -> torch.Tensor:
 
 @pytest.mark.parametrize("term", ["gram", "content"])
 def test_real_vgg16_gram_and_content_guidance_on_real_images(shared_images, vgg16_weights, term):
-    from guided.vgg import VGGFeatures, resolve_backbone
+    from guided.models.vgg import VGGFeatures, resolve_backbone
 
     net, info = resolve_backbone(str(vgg16_weights))
     models = GuidanceModels(vgg=VGGFeatures(net, info.arch))

@@ -50,7 +50,7 @@ def test_installed_wheel_finds_its_presets(wheel, tmp_path):
     # -S: no site processing, so the editable install of this checkout cannot shadow the wheel;
     # the venv's site-packages goes last, for the dependencies only.
     code = ("import sys; sys.path[:0] = [sys.argv[1]]; sys.path.append(sys.argv[2]); "
-            "import guided.presets as p; print(p.__file__); print(len(p.list_presets()))")
+            "import guided.guidance.presets as p; print(p.__file__); print(len(p.list_presets()))")
     proc = subprocess.run([sys.executable, "-S", "-c", code, str(target), sysconfig.get_paths()["purelib"]],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr

@@ -185,7 +185,7 @@ def test_preserve_color_keeps_content_chroma(pipe, models):
 # ------------------------------------------------------------------------------ bad input
 @pytest.fixture
 def no_model_loading(monkeypatch):
-    import guided.guidance_models as gm
+    import guided.models.guidance as gm
 
     def fail(*a, **k):
         raise AssertionError("models were loaded before the input was checked")
@@ -256,7 +256,7 @@ def test_nan_latents_retried_in_float32_then_error(pipe, models):
 
 
 def test_non_finite_guidance_gradient_is_skipped_and_recorded(pipe, models, monkeypatch):
-    from guided.objective import GuidedObjective
+    from guided.guidance.objective import GuidedObjective
 
     real = GuidedObjective.image_gradient
 
@@ -273,9 +273,9 @@ def test_non_finite_guidance_gradient_is_skipped_and_recorded(pipe, models, monk
 
 # ------------------------------------------------------------------------------ real VGG-16
 def test_gram_and_content_guidance_with_real_vgg16(shared_images, vgg16_weights, pipe):
-    from guided.imageio import load_image
-    from guided.objective import GuidanceModels
-    from guided.vgg import VGGFeatures, resolve_backbone
+    from guided.io.images import load_image
+    from guided.guidance.objective import GuidanceModels
+    from guided.models.vgg import VGGFeatures, resolve_backbone
 
     net, info = resolve_backbone(str(vgg16_weights))
     assert not info.random

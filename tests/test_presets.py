@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from guided.errors import GuidedError
-from guided.presets import (BUILTIN_PRESET_DIR, ENV_PRESETS_DIR, WEIGHT_KEYS, Preset, list_presets,
+from guided.guidance.presets import (BUILTIN_PRESET_DIR, ENV_PRESETS_DIR, WEIGHT_KEYS, Preset, list_presets,
                             load_preset, preset_dirs)
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from guided.cli import main
-from guided.demo_assets import demo_photo
-from guided.imageio import read_metadata, save_image
-from guided.presets import list_presets
+from guided.demo.assets import demo_photo
+from guided.io.images import read_metadata, save_image
+from guided.guidance.presets import list_presets
 
 GUIDED = [sys.executable, "-m", "guided"]
 PRESET_NAMES = [p.name for p in list_presets()]
@@ -181,7 +181,7 @@ def test_from_restores_recorded_options_unless_given(tmp_path):
 
     from guided.cli import build_parser
     from guided.cli.stylize import apply_recorded
-    from guided.imageio import save_image
+    from guided.io.images import save_image
     from PIL import Image
 
     recorded = tmp_path / "recorded.png"

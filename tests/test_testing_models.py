@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from guided import testing
-from guided.objective import GuidanceModels
+from guided.guidance.objective import GuidanceModels
 
 PROMPTS = [
     "an oil painting of autumn oaks",

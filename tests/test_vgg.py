@@ -1,4 +1,4 @@
-"""guided.vgg against torchvision's own VGG, and weight resolution from files, caches and names."""
+"""guided.models.vgg against torchvision's own VGG, and weight resolution from files, caches and names."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import save_file
 
 from guided.errors import GuidedError, WeightsNotFoundError
-from guided.vgg import IMAGENET_MEAN, IMAGENET_STD, VGGFeatures, layer_names, make_vgg_features, resolve_backbone
+from guided.models.vgg import IMAGENET_MEAN, IMAGENET_STD, VGGFeatures, layer_names, make_vgg_features, resolve_backbone
 
 
 

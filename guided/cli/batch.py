@@ -16,7 +16,7 @@ scale out: accelerate launch -m guided batch ...   or   torchrun --nproc_per_nod
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     from guided.cli.stylize import add_stylize_options
-    from guided.gatys_presets import DEFAULT, OPTIMIZERS, PRESETS
+    from guided.gatys.presets import DEFAULT, OPTIMIZERS, PRESETS
 
     parser = subparsers.add_parser(
         "batch", help="stylize every image of a folder (resumable; scales out with accelerate/torchrun)",
@@ -66,7 +66,7 @@ def _given(args: argparse.Namespace, dests: list[str]) -> list[str]:
 
 
 def _presets(text: str | None) -> tuple[str, ...] | None:
-    from guided.batch_items import check_label
+    from guided.batch.items import check_label
     from guided.errors import GuidedError
 
     if text is None:
@@ -95,7 +95,7 @@ def make_job(args: argparse.Namespace):
 
     presets = _presets(getattr(args, "preset", None))
     if args.method == "gatys":
-        from guided.batch_jobs import GatysJob
+        from guided.batch.jobs import GatysJob
 
         given = _given(args, args.stylize_only)
         if given:
@@ -110,7 +110,7 @@ def make_job(args: argparse.Namespace):
     given = _given(args, args.gatys_only)
     if given:
         raise GuidedError(f"{', '.join(given)} only apply to --method gatys")
-    from guided.batch_jobs import StylizeJob
+    from guided.batch.jobs import StylizeJob
     from guided.cli.stylize import check_stylize_options, load_kwargs, stylize_kwargs
 
     check_stylize_options(args)  # wrong for every image: refused before the first one, not per item
@@ -125,7 +125,7 @@ def make_job(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from guided.batch import run_batch
+    from guided.batch.engine import run_batch
 
     job = make_job(args)
     cpu = getattr(args, "device", None) == "cpu"

@@ -41,13 +41,13 @@ def _check_early(args: argparse.Namespace) -> None:
     if args.gatys_iterations is not None and args.gatys_iterations < 1:
         raise GuidedError(f"`--gatys-iterations` must be a positive integer, got {args.gatys_iterations}")
     if args.preset:
-        from guided.presets import load_preset
+        from guided.guidance.presets import load_preset
 
         load_preset(args.preset)
 
 
 def run(args: argparse.Namespace) -> int:
-    from guided.compare import compare, parse_sweep
+    from guided.compare.run import compare, parse_sweep
 
     _check_early(args)
     sweep = parse_sweep(args.sweep)

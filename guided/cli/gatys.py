@@ -1,6 +1,6 @@
 """`guided gatys CONTENT STYLE [STYLE ...] -o OUT.png`: classic neural style transfer (Gatys et al.).
 
-Defaults come from the presets in `guided.gatys_presets` and the signature of
+Defaults come from the presets in `guided.gatys.presets` and the signature of
 `guided.gatys.stylize`; the help text prints them from there.
 """
 from __future__ import annotations
@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from guided.errors import GuidedError
-from guided.gatys_presets import INITS, OPTIMIZERS, PRESETS
+from guided.gatys.presets import INITS, OPTIMIZERS, PRESETS
 
 _DEFAULT_PRESET = "default"
 
@@ -111,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         if not Path(path).is_file():
             raise GuidedError(f"input image '{path}' does not exist")
 
-    from guided.gatys import stylize
+    from guided.gatys.transfer import stylize
 
     seed = args.seed if args.seed is not None else _stylize_default("seed")
     save_dir = output.with_name(output.stem + "_steps") if args.save_every else None
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
                      save_dir=save_dir, progress=not args.quiet)
     path = result.save(output)
     if args.loss_curve and result.history:
-        from guided.plots import plot_history
+        from guided.io.plots import plot_history
 
         plot_history(result.history, args.loss_curve, title=f"gatys {args.preset}")
     last = result.history[-1] if result.history else {}

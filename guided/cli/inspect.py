@@ -18,7 +18,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from guided.imageio import read_metadata
+    from guided.io.images import read_metadata
 
     manifest = read_metadata(args.image)
     if args.json:

@@ -17,7 +17,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from guided.hub import model_status
+    from guided.models.status import model_status
 
     rows = model_status()
     if args.json:

@@ -19,7 +19,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from guided.presets import list_presets
+    from guided.guidance.presets import list_presets
 
     presets = list_presets(args.dirs)
     if args.json:

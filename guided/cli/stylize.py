@@ -110,7 +110,7 @@ def check_stylize_options(args: argparse.Namespace) -> None:
 def _check_early(args: argparse.Namespace) -> None:
     """User mistakes that need no model: missing files, empty objective, out-of-range numbers."""
     from guided.errors import GuidedError
-    from guided.imageio import load_image
+    from guided.io.images import load_image
 
     load_image(args.content, what="content image")
     for s in args.style:
@@ -126,7 +126,7 @@ def _check_early(args: argparse.Namespace) -> None:
 def apply_recorded(args: argparse.Namespace) -> None:
     """Fill options the user did not give from the manifest of a PNG written by `guided stylize`."""
     from guided.errors import GuidedError
-    from guided.imageio import read_metadata
+    from guided.io.images import read_metadata
 
     meta = read_metadata(args.from_image)
     if meta.get("kind") != "stylize":
@@ -156,7 +156,7 @@ def apply_recorded(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from guided.imageio import save_image
+    from guided.io.images import save_image
     from guided.stylize import Stylizer
 
     if args.from_image:

@@ -2,7 +2,7 @@
 
 `tiny_sd_components` is a few-MB model for tests and smoke runs; `sd15_random_components` has
 the exact Stable Diffusion 1.5 architecture, for measuring cost. Both are random and say so:
-nothing made with them is a real stylization. Imported lazily by `guided.testing`.
+nothing made with them is a real stylization. Imports diffusers only when called.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ SD_SCHEDULE = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_lin
 
 @lru_cache(maxsize=1)
 def _tokenizer_dir() -> str:
-    from guided.testing import open_clip_tokenizer_files
+    from guided.models.tokenizer import open_clip_tokenizer_files
 
     folder = Path(tempfile.mkdtemp(prefix="guided-tokenizer-"))
     open_clip_tokenizer_files(folder)

@@ -1,7 +1,7 @@
 """`compare`: classic neural style transfer, plain img2img and guided img2img on the same inputs,
 scored with the same metrics, written as one report folder.
 
-    from guided.compare import compare
+    from guided.compare.run import compare
     report = compare("photo.jpg", styles=["painting.jpg"], prompt="an oil painting", out_dir="report")
     report.rows[2]["metrics"]["clip_text"]
 
@@ -27,6 +27,7 @@ from typing import Any
 import PIL.Image
 
 from guided.config import TERMS, GuidanceConfig
+from guided.compare.memory import PeakMemory
 from guided.errors import GuidedError
 from guided.stylize import DEFAULTS, MODELS
 
@@ -51,74 +52,6 @@ class CompareReport:
     files: dict[str, Path] = field(default_factory=dict)
     smoke: bool = False
     notes: list[str] = field(default_factory=list)
-
-
-# ------------------------------------------------------------------------------------ memory
-class PeakMemory:
-    """Peak resident memory of this process per stage.
-
-    Linux: VmHWM from /proc/self/status, reset before each stage by writing 5 to
-    /proc/self/clear_refs, so each stage reports its own peak (models already loaded included).
-    Some kernels and sandboxes accept that write and ignore it; a probe at construction checks that
-    the reset really lowers the peak. Where it does not (and off Linux): ru_maxrss, the process peak
-    since start, which only grows (stated in `method`)."""
-
-    PROBE_MB = 64  # big enough to stand out from allocator noise, small enough to cost nothing
-
-    def __init__(self) -> None:
-        self.per_stage = self._reset_works()
-        self.method = ("peak RSS of the process during the stage (Linux VmHWM, reset per stage via "
-                       "/proc/self/clear_refs)" if self.per_stage else
-                       "peak RSS of the process since it started (getrusage ru_maxrss; not reset per stage)")
-
-    @classmethod
-    def _reset_works(cls) -> bool:
-        """Raise the peak with a short-lived block, reset, and check the peak came back down."""
-        if not _clear_refs():
-            return False
-        # An anonymous mapping, every page written, then unmapped: the kernel records the peak at
-        # munmap and RSS drops back (a freed Python object may stay resident in the heap instead).
-        chunk = b"x" * 2 ** 20
-        with mmap.mmap(-1, cls.PROBE_MB * 2 ** 20) as block:
-            for offset in range(0, len(block), len(chunk)):
-                block[offset:offset + len(chunk)] = chunk
-        if not _clear_refs():
-            return False
-        status = _memory_status()
-        if status is None:
-            return False
-        hwm_kb, rss_kb = status
-        return hwm_kb - rss_kb < cls.PROBE_MB * 1024 // 2
-
-    def reset(self) -> None:
-        if self.per_stage:
-            _clear_refs()
-
-    def peak_mb(self) -> float:
-        if self.per_stage:
-            return round(_memory_status()[0] / 1024, 1)
-        scale = 1 if sys.platform == "darwin" else 1024  # bytes on macOS, KiB on Linux
-        return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 20, 1)
-
-
-def _clear_refs() -> bool:
-    """Ask Linux to reset this process's peak RSS (VmHWM) to its current RSS."""
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _memory_status() -> tuple[int, int] | None:
-    """(VmHWM, VmRSS) in kB, read together from /proc/self/status; None where it has neither."""
-    try:
-        text = Path("/proc/self/status").read_text()
-    except OSError:
-        return None
-    hwm, rss = (re.search(rf"{key}:\s+(\d+)\s+kB", text) for key in ("VmHWM", "VmRSS"))
-    return (int(hwm.group(1)), int(rss.group(1))) if hwm and rss else None
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -190,7 +123,7 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     `TINY_GATYS_ITERATIONS` iterations. `stylizer`: an already loaded `Stylizer` to reuse (its
     `models` wins over `models`).
     The folder appears complete or not at all: it is written next to `out_dir` and renamed."""
-    from guided.imageio import load_image
+    from guided.io.images import load_image
 
     if models not in MODELS:
         raise GuidedError(f"`models` must be one of {', '.join(MODELS)}, got {models!r}")
@@ -202,7 +135,7 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     paintings = [load_image(s, what="style image") for s in style_list]
     text = prompt
     if preset is not None:
-        from guided.presets import load_preset
+        from guided.guidance.presets import load_preset
 
         text = prompt if prompt is not None else load_preset(preset).prompt
     if not (text or "").strip() and not paintings:
@@ -235,7 +168,7 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
 
 def _run_all(stylizer, photo, paintings, content, style_list, style_weights, prompt, run_kwargs, guidance, sweep,
              seed, folder: Path, smoke: bool, gatys_preset, gatys_options, size, source_prompt, command):
-    from guided.imageio import save_image
+    from guided.io.images import save_image
 
     memory = PeakMemory()
     notes: list[str] = []
@@ -263,7 +196,7 @@ def _run_all(stylizer, photo, paintings, content, style_list, style_weights, pro
         notes += [f"{out['name']}: {n}" for n in out.get("notes", [])]
 
     # 4. Score every image with the already loaded CLIP and VGG.
-    from guided.metrics import load_lpips
+    from guided.compare.metrics import load_lpips
 
     lpips = load_lpips()
     notes.append(lpips.note)
@@ -285,7 +218,7 @@ def _classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_pr
              memory: PeakMemory) -> dict:
     from torch import nn
 
-    from guided.gatys import stylize as gatys_stylize
+    from guided.gatys.transfer import stylize as gatys_stylize
 
     vgg = stylizer.guidance_models.vgg
     backbone = nn.Sequential(*vgg.body)  # the same modules: no second VGG in memory
@@ -334,9 +267,9 @@ class _Scorer:
     def __init__(self, models, photo, paintings, style_weights, prompt, source_prompt, lpips):
         import torch
 
-        from guided.imageio import pil_to_tensor
-        from guided.metrics import gram_targets
-        from guided.objective import loss_view
+        from guided.io.images import pil_to_tensor
+        from guided.compare.metrics import gram_targets
+        from guided.guidance.objective import loss_view
 
         self.models, self.lpips, self.notes = models, lpips, []
         config = GuidanceConfig()
@@ -366,7 +299,7 @@ class _Scorer:
     def score(self, image: PIL.Image.Image, seconds: float | None, peak: float | None) -> dict[str, Any]:
         import torch
 
-        from guided import metrics
+        from guided.compare import metrics as metrics
 
         x = self._view(image)
         clip, vgg = self.models.clip, self.models.vgg
@@ -388,8 +321,8 @@ class _Scorer:
 
 def _write_report(folder: Path, photo, paintings, outputs, rows, notes, memory, stylizer, smoke, prompt, content,
                   style_list, seed, sweep, command) -> CompareReport:
-    from guided.manifest import build_manifest, json_safe
-    from guided.report import make_grid, metrics_markdown, plot_curves, render_html
+    from guided.io.manifest import build_manifest, json_safe
+    from guided.compare.report import make_grid, metrics_markdown, plot_curves, render_html
 
     title = "guided compare" + (" — SMOKE RUN (tiny random models)" if smoke else "")
     cells = [("photo", photo)] + [(f"style {i + 1}" if len(paintings) > 1 else "style", p)
@@ -432,7 +365,7 @@ def _write_report(folder: Path, photo, paintings, outputs, rows, notes, memory, 
 
 
 def _columns():
-    from guided.report import METRIC_COLUMNS
+    from guided.compare.report import METRIC_COLUMNS
 
     return METRIC_COLUMNS
 

@@ -1,6 +1,6 @@
 """Reproducibility manifests: what produced an image, as plain JSON.
 
-Every image the platform writes carries one (PNG text chunk and sidecar, see `guided.imageio`):
+Every image the platform writes carries one (PNG text chunk and sidecar, see `guided.io.images`):
 parameters, seed, models (ids and revisions, or local paths with their hashes), library versions,
 device and precision, per-term loss traces, wall time and the AI-generated marker.
 Nothing here imports torch or diffusers; versions come from the installed package metadata.
@@ -21,7 +21,7 @@ from typing import Any
 
 from guided import __version__
 from guided.errors import GuidedError
-from guided.imageio import DIGITAL_SOURCE_TYPE, DIGITAL_SOURCE_TYPE_URI
+from guided.io.images import DIGITAL_SOURCE_TYPE, DIGITAL_SOURCE_TYPE_URI
 
 #: Bumped when the layout of the manifest changes, so readers (`--from`) can tell.
 MANIFEST_VERSION = 1

@@ -15,7 +15,7 @@ from guided.errors import GuidedError
 
 
 def _file_hash(path: str | Path, what: str) -> str:
-    from guided.weights import sha256_file
+    from guided.models.checkpoints import sha256_file
 
     path = Path(path)
     if not path.is_file():
@@ -43,8 +43,8 @@ class GatysJob:
     def __post_init__(self) -> None:
         import inspect
 
-        from guided.gatys import stylize
-        from guided.gatys_presets import get_preset, override
+        from guided.gatys.transfer import stylize
+        from guided.gatys.presets import get_preset, override
 
         if not self.styles:
             raise GuidedError("`--style` is required with --method gatys: give at least one style image")
@@ -63,7 +63,7 @@ class GatysJob:
         self._style_images = None
 
     def _identify_backbone(self) -> dict:
-        from guided.weights import ENV_VGG_WEIGHTS
+        from guided.models.checkpoints import ENV_VGG_WEIGHTS
 
         name = self.backbone or os.environ.get(ENV_VGG_WEIGHTS) or "vgg19"
         path = Path(name).expanduser()
@@ -76,14 +76,14 @@ class GatysJob:
                 "backbone": self._backbone_id, "seed": self.seed, "styles": self._style_hashes}
 
     def load(self) -> None:
-        from guided.imageio import load_image
-        from guided.vgg import resolve_backbone
+        from guided.io.images import load_image
+        from guided.models.vgg import resolve_backbone
 
         self._net, self._info = resolve_backbone(self.backbone, seed=self.seed)
         self._style_images = [load_image(s, what="style image") for s in self.styles]
 
     def run(self, image, label: str):
-        from guided.gatys import stylize
+        from guided.gatys.transfer import stylize
 
         preset = {} if label == self.method else {"preset": label}
         result = stylize(image, self._style_images, backbone=self._net, seed=self.seed, device=self.device,
@@ -124,7 +124,7 @@ class StylizeJob:
     def _preset_hash(name: str) -> str | None:
         """The preset file's content hash (an unknown preset fails here, before any model loads);
         editing the preset redoes its items."""
-        from guided.presets import load_preset
+        from guided.guidance.presets import load_preset
 
         path = load_preset(name).path
         return _file_hash(path, f"preset {name!r}") if path is not None else None

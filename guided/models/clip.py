@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from guided.errors import GuidedError, WeightsNotFoundError
-from guided.weights import offline
+from guided.models.checkpoints import offline
 
 DEFAULT_CLIP_MODEL = "ViT-B-32"
 DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
@@ -304,7 +304,7 @@ def load_clip(name: str = DEFAULT_CLIP_MODEL, pretrained: str | None = DEFAULT_C
         return _from_file(DEFAULT_CLIP_MODEL, name_path, device)
     if pretrained is None or pretrained == "":
         raise GuidedError(f"`pretrained` is required for CLIP {name!r} (an open_clip tag or a weights file); "
-                          "random weights only through guided.clip.random_clip")
+                          "random weights only through guided.models.clip.random_clip")
     file = Path(str(pretrained)).expanduser()
     if file.is_file():
         return _from_file(name, file, device)

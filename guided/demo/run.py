@@ -22,8 +22,8 @@ def _notice(text: str) -> None:
 
 def choose_backbone() -> tuple[str, bool]:
     """($GUIDED_VGG_WEIGHTS or 'vgg19' when its weights are present, else 'vgg19-random'; real?)."""
-    from guided.vgg import URLS
-    from guided.weights import ENV_VGG_WEIGHTS, torch_hub_checkpoint
+    from guided.models.vgg import URLS
+    from guided.models.checkpoints import ENV_VGG_WEIGHTS, torch_hub_checkpoint
 
     if os.environ.get(ENV_VGG_WEIGHTS):
         return os.environ[ENV_VGG_WEIGHTS], True
@@ -34,22 +34,22 @@ def choose_backbone() -> tuple[str, bool]:
 
 def diffusion_models_present() -> bool:
     """Whether every model `guided stylize` needs by default is on this machine."""
-    from guided.hub import model_status
+    from guided.models.status import model_status
 
     return all(row["present"] for row in model_status() if row["feature"] == "stylize" and row["required"])
 
 
 def run(out: Path, *, quick: bool = False) -> Path:
     from guided import gatys
-    from guided.compare import compare
-    from guided.demo_assets import demo_photo, painted_style
-    from guided.imageio import save_image
+    from guided.compare.run import compare
+    from guided.demo.assets import demo_photo, painted_style
+    from guided.io.images import save_image
     from guided.stylize import Stylizer
 
     out.mkdir(parents=True, exist_ok=True)
     photo, style = demo_photo(), painted_style()
     save_image(photo, out / "content.png", metadata={"kind": "demo input", "source": "matplotlib grace_hopper.jpg"})
-    save_image(style, out / "style.png", metadata={"kind": "demo input", "source": "guided.demo_assets.painted_style"})
+    save_image(style, out / "style.png", metadata={"kind": "demo input", "source": "guided.demo.assets.painted_style"})
     lines = ["# guided demo", "", f"Content: matplotlib's sample photo (grace_hopper.jpg). Style: a procedural painting.", ""]
 
     # 1. Classic neural style transfer

@@ -1,7 +1,7 @@
 """Batch stylization of a folder: resumable, nothing lost, split over processes with Accelerate.
 
 The engine knows nothing about stylization: the per-item work is a `BatchJob` (load the models
-once per process, then turn one image into one output under a label). `guided.batch_jobs` holds
+once per process, then turn one image into one output under a label). `guided.batch.jobs` holds
 the jobs of the `guided batch` command; tests plug in cheap ones.
 
     job = MyJob(...)
@@ -27,8 +27,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Protocol
 
-from guided.batch_items import BatchItem, find_images, image_extensions, plan_items
-from guided.batch_manifest import MANIFEST, ManifestWriter, latest_by_output, merge_manifests, \
+from guided.batch.items import BatchItem, find_images, image_extensions, plan_items
+from guided.batch.journal import MANIFEST, ManifestWriter, latest_by_output, merge_manifests, \
     rank_manifest, read_records
 from guided.errors import GuidedError
 
@@ -208,7 +208,7 @@ _TEMP = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
 
 
 def remove_stale_temps(output_dir: Path) -> int:
-    """Delete the hidden temporary files a killed writer left (guided.imageio's `.NAME.XXXXXXXX.tmp`)."""
+    """Delete the hidden temporary files a killed writer left (guided.io.images's `.NAME.XXXXXXXX.tmp`)."""
     removed = 0
     for path in output_dir.rglob(".*.tmp"):
         if _TEMP.fullmatch(path.name) and path.is_file():
@@ -239,7 +239,7 @@ def plan(job: BatchJob, input_dir: Path, output_dir: Path, *, recursive: bool,
 # --- the batch ---------------------------------------------------------------------------------
 
 def _default_io():
-    from guided.imageio import ALLOWED_FORMATS, load_image, save_image
+    from guided.io.images import ALLOWED_FORMATS, load_image, save_image
 
     return ALLOWED_FORMATS, load_image, save_image
 
@@ -260,7 +260,7 @@ def run_batch(job: BatchJob, input_dir: str | Path, output_dir: str | Path, *, r
     """Stylize every image under `input_dir` into `output_dir` with `job`; see the module doc.
 
     `formats`, `load_image(path)` and `save_image(image, path, metadata=...)` default to
-    guided.imageio's allowlist, loader and atomic writer. `cpu=True` keeps a distributed run on
+    guided.io.images's allowlist, loader and atomic writer. `cpu=True` keeps a distributed run on
     the CPU (gloo) even where GPUs exist.
     """
     started = time.perf_counter()

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from guided.vgg import IMAGENET_MEAN, IMAGENET_STD
+from guided.models.vgg import IMAGENET_MEAN, IMAGENET_STD
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
@@ -51,7 +51,7 @@ def preprocess(image: Image.Image, hw: tuple[int, int]) -> Tensor:
     `preprocess`)."""
     from torchvision.transforms import functional as TF
 
-    from guided.imageio import pil_to_tensor
+    from guided.io.images import pil_to_tensor
 
     resized = TF.resize(image, list(hw), interpolation=TF.InterpolationMode.BILINEAR, antialias=True)
     return normalize(pil_to_tensor(resized).float())

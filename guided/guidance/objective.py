@@ -30,8 +30,8 @@ from guided.errors import GuidedError
 from guided.losses import blended_gram_targets, content_loss, gram_loss, spherical_distance, tv_loss
 
 if TYPE_CHECKING:
-    from guided.clip import ClipGuide
-    from guided.vgg import VGGFeatures
+    from guided.models.clip import ClipGuide
+    from guided.models.vgg import VGGFeatures
 
 #: Which model each term needs, and what it needs as a target.
 TERM_MODEL = {"clip_text": "clip", "clip_style": "clip", "gram": "vgg", "content": "vgg", "tv": None}

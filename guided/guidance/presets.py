@@ -33,8 +33,9 @@ from guided.errors import GuidedError
 
 #: The project's own presets: `prompts/` beside the package in a source checkout or editable
 #: install, `guided/prompts/` inside an installed wheel (pyproject maps one onto the other).
-_SOURCE_PRESET_DIR = Path(__file__).resolve().parents[1] / "prompts"
-BUILTIN_PRESET_DIR = _SOURCE_PRESET_DIR if _SOURCE_PRESET_DIR.is_dir() else Path(__file__).resolve().parent / "prompts"
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]
+_SOURCE_PRESET_DIR = _PACKAGE_DIR.parent / "prompts"
+BUILTIN_PRESET_DIR = _SOURCE_PRESET_DIR if _SOURCE_PRESET_DIR.is_dir() else _PACKAGE_DIR / "prompts"
 #: Built-in preset folders, lowest priority first. `preset_dirs()` adds the user's folders.
 PRESET_DIRS: tuple[Path, ...] = (BUILTIN_PRESET_DIR,)
 #: Environment variable with the user's own preset folders (os.pathsep-separated).

@@ -5,7 +5,7 @@ the loss terms are the chapter's `compute_loss`: weighted content MSE, weighted 
 over style layers, weighted total variation of the normalised image. Gram matrices and losses
 are float32 even when the network runs under bf16 autocast.
 
-    >>> from guided.gatys import stylize
+    >>> from guided.gatys.transfer import stylize
     >>> result = stylize("photo.jpg", "painting.jpg", preset="d2l", backbone="vgg19-random")
     >>> result.image.save("out.png"); result.history[-1]["total"]
 """
@@ -26,10 +26,10 @@ from torch import Tensor, nn
 
 from guided.errors import GuidedError
 from guided.color import transfer_luminance
-from guided.gatys_images import denormalize, initial_image, output_size, preprocess, scaled, style_size
-from guided.gatys_presets import PRESETS, GatysPreset, get_preset, override
+from guided.gatys.images import denormalize, initial_image, output_size, preprocess, scaled, style_size
+from guided.gatys.presets import PRESETS, GatysPreset, get_preset, override
 from guided.losses import content_loss, gram_loss, gram_matrix, tv_loss
-from guided.vgg import BackboneInfo, VGGFeatures, resolve_backbone
+from guided.models.vgg import BackboneInfo, VGGFeatures, resolve_backbone
 
 ImageInput = str | Path | Image.Image
 
@@ -106,7 +106,7 @@ class GatysResult:
 
     def save(self, path: str | Path, *, sidecar: bool = True) -> Path:
         """Write the PNG with its manifest (PNG text chunk + JSON sidecar)."""
-        from guided.imageio import save_image
+        from guided.io.images import save_image
 
         return save_image(self.image, path, metadata=self.metadata, sidecar=sidecar)
 
@@ -197,7 +197,7 @@ def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) ->
 
 
 def _load_inputs(content: ImageInput, styles: ImageInput | Sequence[ImageInput]):
-    from guided.imageio import load_image
+    from guided.io.images import load_image
 
     style_list = [styles] if isinstance(styles, (str, Path, Image.Image)) else list(styles)
     if not style_list:
@@ -247,9 +247,9 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
             callback: Callable[[int, Tensor, dict], None] | None = None) -> GatysResult:
     """Paint `content` in the style of `styles` by optimising the image (Gatys et al. 2016).
 
-    Every option left at None takes the value of `preset` (`guided.gatys_presets.PRESETS`).
+    Every option left at None takes the value of `preset` (`guided.gatys.presets.PRESETS`).
     `styles` is one image or several, mixed by `style_weights` (blended Gram targets). `size` is the
-    long side (int) or an exact (h, w). `backbone`: see `guided.vgg.resolve_backbone`. `callback`
+    long side (int) or an exact (h, w). `backbone`: see `guided.models.vgg.resolve_backbone`. `callback`
     gets (iteration, image in [0, 1], last losses) after every step.
     """
     # 1. Check inputs and resolve the options against the preset.
@@ -283,7 +283,7 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
 
     def on_step(i: int, x: Tensor) -> None:
         if saves is not None and save_every and i % save_every == 0:
-            from guided.imageio import save_image, tensor_to_pil
+            from guided.io.images import save_image, tensor_to_pil
 
             saves.mkdir(parents=True, exist_ok=True)
             save_image(tensor_to_pil(denormalize(x.detach().cpu())), saves / f"gatys_{i:05d}.png",
@@ -315,7 +315,7 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
         print(f"WARNING: gatys stopped early: {run.stop_reason}", file=sys.stderr)
 
     # 4. Postprocess: de-normalise, clamp, optionally keep the photo's colours.
-    from guided.imageio import tensor_to_pil
+    from guided.io.images import tensor_to_pil
 
     out01 = denormalize(x.detach().float().cpu())
     if p.original_colors:
@@ -329,7 +329,7 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
 
 def _manifest(p: GatysPreset, info: BackboneInfo, accelerator, seed: int, blend: list[float],
               content: ImageInput, styles: list[ImageInput], run: _Run, seconds: float) -> dict:
-    from guided.manifest import build_manifest
+    from guided.io.manifest import build_manifest
 
     parameters = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(p).items()}
     parameters.update(preset=p.name, content=_describe(content), styles=[_describe(s) for s in styles],
@@ -346,7 +346,7 @@ __all__ = ["stylize", "GatysResult", "GatysObjective", "GatysPreset", "PRESETS",
 
 
 def plot_history(history: list[dict], path: str | Path) -> Path:
-    """Loss curves (log scale, one line per term) as a PNG; see `guided.plots`."""
-    from guided.plots import plot_history as _plot
+    """Loss curves (log scale, one line per term) as a PNG; see `guided.io.plots`."""
+    from guided.io.plots import plot_history as _plot
 
     return _plot(history, path)

@@ -1,5 +1,5 @@
 """Where Hub-style model folders come from: a local folder, the local Hugging Face cache, or (online
-only) a download. And `model_status()`: what each feature needs and whether it is on this machine.
+only) a download. `guided.models.status` says what each feature needs and whether it is here.
 
 Checking never touches the network: cache lookups use `local_files_only`. With `HF_HUB_OFFLINE`
 (or `GUIDED_OFFLINE`) set, nothing is downloaded; missing weights raise `WeightsNotFoundError`
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from guided.errors import GuidedError, WeightsNotFoundError
-from guided.weights import ENV_VGG_WEIGHTS, offline, torch_hub_checkpoint
+from guided.models.checkpoints import ENV_VGG_WEIGHTS, offline, torch_hub_checkpoint
 
 DEFAULT_SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 DEFAULT_TINY_DECODER = "madebyollin/taesd"
@@ -114,76 +114,3 @@ def resolve_model_dir(repo_id_or_path: str | Path, *, what: str, required_files:
     if still:
         raise WeightsNotFoundError(f"{what} '{name}' was downloaded but lacks {', '.join(still)}")
     return folder
-
-
-# -- what each feature needs -----------------------------------------------------------------
-
-def _repo_row(feature: str, component: str, repo: str, required: list[str], how: str, needed: bool,
-              cache_dir: str | Path | None) -> dict:
-    snapshot = cached_snapshot(repo, cache_dir=cache_dir)
-    missing = missing_files(snapshot, required) if snapshot else ["the whole repository"]
-    return {"feature": feature, "component": component, "source": repo, "present": not missing,
-            "where": str(snapshot) if snapshot else f"Hugging Face cache {_cache_root(cache_dir)}",
-            "missing": [m.replace("|", " or ") for m in missing], "how": how, "required": needed}
-
-
-def _file_row(feature: str, component: str, source: str, path: Path, how: str, needed: bool) -> dict:
-    present = path.is_file()
-    return {"feature": feature, "component": component, "source": source, "present": present,
-            "where": str(path), "missing": [] if present else [path.name], "how": how, "required": needed}
-
-
-def _vgg_row(feature: str, arch: str, needed: bool) -> dict:
-    from guided.vgg import URLS
-
-    env = os.environ.get(ENV_VGG_WEIGHTS)
-    name = {"vgg19": "VGG-19", "vgg16": "VGG-16"}[arch]
-    how = (f"On a machine with internet run `python -c \"import torchvision; torchvision.models.{arch}"
-           f"(weights='IMAGENET1K_V1')\"` and copy the file here, or set {ENV_VGG_WEIGHTS}=FILE")
-    if env and arch == "vgg19":
-        return _file_row(feature, f"{name} (from ${ENV_VGG_WEIGHTS})", env, Path(env).expanduser(), how, needed)
-    return _file_row(feature, name, "torchvision IMAGENET1K_V1", torch_hub_checkpoint(URLS[arch]), how, needed)
-
-
-def _clip_row(feature: str) -> dict:
-    from guided.clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, cached_clip_weights, clip_how_to_get
-
-    path, looked = cached_clip_weights(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
-    return {"feature": feature, "component": f"CLIP {DEFAULT_CLIP_MODEL}", "source": DEFAULT_CLIP_PRETRAINED,
-            "present": path is not None, "where": str(path) if path else "; ".join(looked),
-            "missing": [] if path else [f"{DEFAULT_CLIP_MODEL}/{DEFAULT_CLIP_PRETRAINED} weights"],
-            "how": clip_how_to_get(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED), "required": True}
-
-
-def _lpips_rows() -> list[dict]:
-    import importlib.util
-
-    spec = importlib.util.find_spec("lpips")
-    how = "pip install lpips (its linear layers ship inside the package)"
-    if spec is None or not spec.origin:
-        return [{"feature": "compare", "component": "LPIPS linear layers (optional)", "source": "lpips package",
-                 "present": False, "where": "not installed", "missing": ["lpips"], "how": how, "required": False}]
-    alex = Path(spec.origin).parent / "weights" / "v0.1" / "alex.pth"
-    backbone_how = ("On a machine with internet run `python -c \"import torchvision; torchvision.models.alexnet"
-                    "(weights='IMAGENET1K_V1')\"` and copy the file here")
-    return [_file_row("compare", "LPIPS linear layers (optional)", "lpips package", alex, how, False),
-            _file_row("compare", "LPIPS AlexNet backbone (optional)", "torchvision IMAGENET1K_V1",
-                      torch_hub_checkpoint("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
-                      backbone_how, False)]
-
-
-def model_status(*, sd_model: str = DEFAULT_SD_MODEL, tiny_decoder: str = DEFAULT_TINY_DECODER,
-                 cache_dir: str | Path | None = None) -> list[dict]:
-    """One row per (feature, component): `present`, `where` it is or was looked for, `missing`,
-    `how` to get it, and whether the feature `required`s it. No network."""
-    rows = [
-        _repo_row("stylize", "Stable Diffusion model", sd_model, SD_REQUIRED_FILES, how_to_get(sd_model), True,
-                  cache_dir),
-        _clip_row("stylize"),
-        _vgg_row("stylize", "vgg19", True),
-        _repo_row("stylize", "tiny decoder (fast mode; else VAE at low res)", tiny_decoder,
-                  TINY_DECODER_REQUIRED_FILES, how_to_get(tiny_decoder), False, cache_dir),
-        _vgg_row("gatys", "vgg19", True),
-        _vgg_row("gatys", "vgg16", False),
-    ]
-    return rows + _lpips_rows()

@@ -274,7 +274,7 @@ def _metadata_json(metadata: dict | None, path: Path) -> str | None:
         return json.dumps(metadata, ensure_ascii=False, allow_nan=False, indent=1)
     except (TypeError, ValueError) as exc:
         raise GuidedError(f"metadata for '{path}' is not JSON-serialisable ({_one_line(exc)}); "
-                          f"pass it through guided.manifest.json_safe") from None
+                          f"pass it through guided.io.manifest.json_safe") from None
 
 
 def _fits_png_chunk(text: str) -> bool:

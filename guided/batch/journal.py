@@ -22,7 +22,7 @@ import os
 import re
 from pathlib import Path
 
-from guided.imageio import fsync_dir
+from guided.io.images import fsync_dir
 
 MANIFEST = "manifest.jsonl"
 _RANK_FILE = re.compile(r"manifest\.rank(\d+)\.jsonl")

@@ -21,7 +21,7 @@ def load_tiny_decoder(source: str = DEFAULT_TINY_DECODER):
     """diffusers' `AutoencoderTiny` from a Hub id or local folder (raises when absent)."""
     from diffusers import AutoencoderTiny
 
-    from guided.hub import resolve_model_dir
+    from guided.models.hub import resolve_model_dir
 
     folder = resolve_model_dir(source, what="tiny decoder (AutoencoderTiny)")
     return AutoencoderTiny.from_pretrained(str(folder)).eval().requires_grad_(False)
@@ -31,9 +31,9 @@ def load_guidance_models(config: GuidanceConfig | None = None, *, clip: str | tu
                          vgg=DEFAULT_VGG, tiny_decoder: str | None = DEFAULT_TINY_DECODER):
     """`GuidanceModels` with CLIP and VGG (both always: final losses measure every term) and,
     for fast mode, the tiny decoder when its weights are present."""
-    from guided.clip import load_clip
-    from guided.objective import GuidanceModels
-    from guided.vgg import VGGFeatures, resolve_backbone
+    from guided.models.clip import load_clip
+    from guided.guidance.objective import GuidanceModels
+    from guided.models.vgg import VGGFeatures, resolve_backbone
 
     config = config or GuidanceConfig()
     if isinstance(clip, str):  # a local checkpoint, or an architecture name (its default tag for ViT-B-32)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from guided.errors import GuidedError
-from guided.weights import ENV_VGG_WEIGHTS, fetch_torch_hub_checkpoint, load_state_dict, sha256_file
+from guided.models.checkpoints import ENV_VGG_WEIGHTS, fetch_torch_hub_checkpoint, load_state_dict, sha256_file
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

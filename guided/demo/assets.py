@@ -8,7 +8,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from guided.errors import GuidedError
-from guided.imageio import load_image
+from guided.io.images import load_image
 
 #: Warm autumn palette (RGB): deep reds, rust, orange, ochre, gold, olive, bark brown, cream.
 AUTUMN_PALETTE = np.array([

@@ -10,7 +10,7 @@
     lpips_distance              LPIPS (Zhang et al. 2018), only where its ImageNet backbone is on disk
 
 Images are (1, 3, H, W) float tensors in [0, 1]. CLIP embeddings are unit-norm, float32 (see
-`guided.clip.ClipGuide`); every image is seen whole, resized to CLIP's input, no random cutouts, so
+`guided.models.clip.ClipGuide`); every image is seen whole, resized to CLIP's input, no random cutouts, so
 a metric is a deterministic function of its inputs.
 """
 from __future__ import annotations
@@ -28,8 +28,8 @@ from guided.errors import GuidedError
 from guided.losses import content_loss, gram_loss, gram_matrix
 
 if TYPE_CHECKING:
-    from guided.clip import ClipGuide
-    from guided.vgg import VGGFeatures
+    from guided.models.clip import ClipGuide
+    from guided.models.vgg import VGGFeatures
 
 #: Below this norm an embedding change is "no change": its direction is undefined.
 DIRECTION_EPS = 1e-6
@@ -196,7 +196,7 @@ def _build_lpips(net: str, checkpoint: Path) -> torch.nn.Module:
 
     import lpips
 
-    from guided.weights import load_state_dict
+    from guided.models.checkpoints import load_state_dict
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torchvision's deprecation notice for `pretrained=False`

@@ -1,0 +1,5 @@
+import sys
+
+from guided.demo.run import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The combined guidance objective (`objective`) and the style presets read from prompts/ (`presets`)."""
