@@ -8,12 +8,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from guided.constants import FAST_DECODERS, MODES
+from guided.constants import GUIDANCE_TERMS as TERMS
 from guided.errors import GuidedError
-
-#: The terms of the objective, in the order they are reported.
-TERMS = ("clip_text", "clip_style", "gram", "content", "tv")
-MODES = ("fast", "full")
-FAST_DECODERS = ("auto", "tiny", "vae-lowres")
 
 #: Gatys et al. (2016): the first ReLU of each block carries the style statistics.
 DEFAULT_GRAM_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")

@@ -6,7 +6,6 @@ follows vanish in bfloat16.
 """
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 

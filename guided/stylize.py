@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import logging
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -18,11 +19,11 @@ from typing import Any
 import PIL.Image
 
 from guided.config import GuidanceConfig
+from guided.constants import MODEL_SETS, SCHEDULER_NAMES
 from guided.errors import GuidedError
 
-MODELS = ("default", "tiny")
-#: Scheduler names of `pipelines.SCHEDULERS`, here so the CLI lists them without importing diffusers.
-SCHEDULER_NAMES = ("ddim", "pndm", "ddpm", "lms", "euler", "euler-ancestral", "heun", "dpm++", "unipc")
+logger = logging.getLogger(__name__)
+
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,8 @@ class Stylizer:
         `guided.models.vgg.resolve_backbone` takes it (None: $GUIDED_VGG_WEIGHTS, else VGG-19)."""
         from guided.accel import make_accelerator
 
-        if models not in MODELS:
-            raise GuidedError(f"`models` must be one of {', '.join(MODELS)}, got {models!r}")
+        if models not in MODEL_SETS:
+            raise GuidedError(f"`models` must be one of {', '.join(MODEL_SETS)}, got {models!r}")
         scheduler = scheduler or DEFAULTS.scheduler
         accelerator = make_accelerator(device, mixed_precision)  # validates before anything loads
         if scheduler not in SCHEDULER_NAMES:
@@ -117,8 +118,8 @@ class Stylizer:
                                   "are built in code); drop one of them")
             from guided.testing import tiny_guidance_models, tiny_sd_components
 
-            print("NOTICE: --models tiny: tiny RANDOM models, a smoke test of the install; "
-                  "the output is not a real stylization.", file=sys.stderr)
+            logger.warning("NOTICE: tiny RANDOM models (--tiny), a smoke test of the install; "
+                           "the output is not a real stylization.")
             pipe = GuidedStableDiffusionImg2ImgPipeline(**tiny_sd_components(0))
             # No tiny decoder: a random AutoencoderTiny does not approximate the random VAE, so the
             # smoke run guides through the VAE at reduced resolution, the path real runs fall back to.
@@ -126,8 +127,9 @@ class Stylizer:
             info = {"stable_diffusion": "tiny random (guided.testing.tiny_sd_components, seed 0)",
                     "guidance": gm.info, "random": True}
         else:
+            from guided.constants import DEFAULT_SD_MODEL
             from guided.models.guidance import load_guidance_models
-            from guided.models.hub import DEFAULT_SD_MODEL, resolve_model_dir
+            from guided.models.hub import resolve_model_dir
 
             source = model or DEFAULT_SD_MODEL
             folder = resolve_model_dir(source, what="Stable Diffusion model",

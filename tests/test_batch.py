@@ -6,7 +6,6 @@ batch logic, not stylization; the CLI tests run the real gatys job on a random V
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 import subprocess
@@ -398,16 +397,16 @@ def test_cli_gatys_batch_then_rerun(tmp_path, capsys):
     (["--iterations", "3", "--prompt", "x"], "--iterations only apply to --method gatys"),
     (["--method", "gatys", "--style", "S", "--preset", "d2l,bad.name"], "preset name 'bad.name'"),
     (["--method", "gatys", "--style", "S", "--preset", "nope"], "`preset` must be one of"),
-    (["--models", "tiny", "--preset", "ink-wash,nope"], "unknown preset 'nope'"),
-    (["--models", "tiny"], "nothing to stylize toward"),
+    (["--tiny", "--preset", "ink-wash,nope"], "unknown preset 'nope'"),
+    (["--tiny"], "nothing to stylize toward"),
     (["--method", "gatys", "--style", "S", "--prompt", "x", "--strength", "0.5"],
      "--prompt, --strength only apply to --method stylize"),
     # wrong for every image: refused before the first item instead of failing each one
-    (["--models", "tiny", "--prompt", "x", "--strength", "1.5"], "`--strength` must be in (0, 1]"),
-    (["--models", "tiny", "--prompt", "x", "--steps", "0"], "`--steps` must be a positive integer"),
-    (["--models", "tiny", "--prompt", "x", "--size", "8"], "`--size` must be at least 32"),
-    (["--models", "tiny", "--prompt", "x", "--gram-weight", "-1"], "`gram` weight must be a finite number"),
-    (["--models", "tiny", "--style", "S", "--style-weights", "1,2"], "`--style-weights` has 2 values for 1"),
+    (["--tiny", "--prompt", "x", "--strength", "1.5"], "`--strength` must be in (0, 1]"),
+    (["--tiny", "--prompt", "x", "--steps", "0"], "`--steps` must be a positive integer"),
+    (["--tiny", "--prompt", "x", "--size", "8"], "`--size` must be at least 32"),
+    (["--tiny", "--prompt", "x", "--gram-weight", "-1"], "`gram` weight must be a finite number"),
+    (["--tiny", "--style", "S", "--style-weights", "1,2"], "`--style-weights` has 2 values for 1"),
 ])
 def test_cli_usage_errors_exit_2(tmp_path, capsys, extra, words):
     _square_folder(tmp_path / "in", 1)
@@ -423,7 +422,7 @@ def test_cli_stylize_batch_tiny_models(tmp_path, capsys):
     pytest.importorskip("guided.stylize", reason="the stylize path is not installed")
     folder, out = tmp_path / "in", tmp_path / "out"
     _square_folder(folder, 2)
-    argv = ["batch", folder, "-o", out, "--prompt", "ink wash painting", "--models", "tiny", "--steps", "2",
+    argv = ["batch", folder, "-o", out, "--prompt", "ink wash painting", "--tiny", "--steps", "2",
             "--no-progress"]
     assert _main(argv) == 0, capsys.readouterr().err
     meta = read_metadata(out / "img01.png.stylize.png")

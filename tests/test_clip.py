@@ -6,9 +6,15 @@ import warnings
 import pytest
 import torch
 
-from guided.models.clip import (ClipGuide, _hub_repo_of_tag, cached_clip_weights, load_clip, random_clip,
-                         save_clip_folder)
 from guided.errors import GuidedError, WeightsNotFoundError
+from guided.models.clip import (
+    ClipGuide,
+    _hub_repo_of_tag,
+    cached_clip_weights,
+    load_clip,
+    random_clip,
+    save_clip_folder,
+)
 from guided.testing import TINY_CLIP_CONFIG, tiny_clip
 
 

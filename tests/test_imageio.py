@@ -14,8 +14,16 @@ import torch
 from PIL import Image, PngImagePlugin, features
 
 from guided.errors import GuidedError, ImageLoadError, NonFiniteError
-from guided.io.images import (ALLOWED_FORMATS, DEFAULT_MAX_SIDE, load_image, pil_to_tensor,
-                            read_metadata, save_image, sidecar_path, tensor_to_pil)
+from guided.io.images import (
+    ALLOWED_FORMATS,
+    DEFAULT_MAX_SIDE,
+    load_image,
+    pil_to_tensor,
+    read_metadata,
+    save_image,
+    sidecar_path,
+    tensor_to_pil,
+)
 
 
 def noisy(size=(64, 48), seed=0) -> Image.Image:

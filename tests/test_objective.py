@@ -6,8 +6,8 @@ import torch
 
 from guided.config import TERMS, GuidanceConfig, TermWindow
 from guided.errors import GuidedError
-from guided.losses import content_loss, gram_loss, gram_matrix, spherical_distance, tv_loss
 from guided.guidance.objective import GuidanceModels, GuidedObjective, loss_view
+from guided.losses import content_loss, gram_loss, gram_matrix, spherical_distance, tv_loss
 from guided.testing import tiny_guidance_models
 
 PROMPT = "an oil painting of autumn oaks"

@@ -273,8 +273,8 @@ def test_non_finite_guidance_gradient_is_skipped_and_recorded(pipe, models, monk
 
 # ------------------------------------------------------------------------------ real VGG-16
 def test_gram_and_content_guidance_with_real_vgg16(shared_images, vgg16_weights, pipe):
-    from guided.io.images import load_image
     from guided.guidance.objective import GuidanceModels
+    from guided.io.images import load_image
     from guided.models.vgg import VGGFeatures, resolve_backbone
 
     net, info = resolve_backbone(str(vgg16_weights))

@@ -15,7 +15,7 @@ from guided.errors import GuidedError
 
 
 def _file_hash(path: str | Path, what: str) -> str:
-    from guided.models.checkpoints import sha256_file
+    from guided.io.files import sha256_file
 
     path = Path(path)
     if not path.is_file():
@@ -43,8 +43,8 @@ class GatysJob:
     def __post_init__(self) -> None:
         import inspect
 
-        from guided.gatys.transfer import stylize
         from guided.gatys.presets import get_preset, override
+        from guided.gatys.transfer import stylize
 
         if not self.styles:
             raise GuidedError("`--style` is required with --method gatys: give at least one style image")
@@ -63,7 +63,7 @@ class GatysJob:
         self._style_images = None
 
     def _identify_backbone(self) -> dict:
-        from guided.models.checkpoints import ENV_VGG_WEIGHTS
+        from guided.constants import ENV_VGG_WEIGHTS
 
         name = self.backbone or os.environ.get(ENV_VGG_WEIGHTS) or "vgg19"
         path = Path(name).expanduser()
@@ -98,7 +98,7 @@ class GatysJob:
         return result.image, metadata
 
 
-_PRESET_FIELDS = {"size", "iterations", "optimizer", "mixed_precision", "original_colors"}
+_PRESET_FIELDS = {"size", "iterations", "optimizer", "mixed_precision", "preserve_color"}
 
 
 @dataclass

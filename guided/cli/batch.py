@@ -44,8 +44,6 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         gatys.add_argument("--iterations", type=int, default=None,
                            help=f"optimisation steps ({DEFAULT.name}: {DEFAULT.iterations})").dest,
         gatys.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="optimizer").dest,
-        gatys.add_argument("--original-colors", action="store_true", default=None,
-                           help="keep the photo's colours").dest,
         gatys.add_argument("--backbone", default=None,
                            help="vgg19, vgg16, vgg19-random, vgg16-random or a weights file (default: "
                                 "$GUIDED_VGG_WEIGHTS, else vgg19)").dest,
@@ -56,7 +54,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 # Options that mean the same for both methods; every other stylize option is refused with --method gatys.
-BOTH = ("style", "style_weights", "preset", "seed", "device", "mixed_precision", "size")
+BOTH = ("style", "style_weights", "preset", "seed", "device", "mixed_precision", "size", "preserve_color")
 
 
 def _given(args: argparse.Namespace, dests: list[str]) -> list[str]:
@@ -102,7 +100,7 @@ def make_job(args: argparse.Namespace):
             raise GuidedError(f"{', '.join(given)} only apply to --method stylize")
 
         options = {"size": args.size, "iterations": args.iterations, "optimizer": args.optimizer,
-                   "mixed_precision": args.mixed_precision, "original_colors": args.original_colors,
+                   "mixed_precision": args.mixed_precision, "preserve_color": args.preserve_color or None,
                    "style_weights": args.style_weights}
         return GatysJob(styles=_styles(args.style), presets=presets,
                         options={k: v for k, v in options.items() if v is not None},

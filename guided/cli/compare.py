@@ -7,8 +7,13 @@ import shlex
 import sys
 from pathlib import Path
 
-from guided.cli.stylize import (add_backbone_option, add_stylize_options, check_stylize_options, load_kwargs,
-                                 stylize_kwargs)
+from guided.cli.stylize import (
+    add_backbone_option,
+    add_stylize_options,
+    check_stylize_options,
+    load_kwargs,
+    stylize_kwargs,
+)
 
 
 def add_parser(sub) -> None:
@@ -27,7 +32,7 @@ def add_parser(sub) -> None:
                    help="one more guided output per value of a guidance weight, e.g. clip_text=0,50,100 "
                         "(repeatable)")
     p.add_argument("--gatys-iterations", type=int, metavar="N",
-                   help="iterations of the classic path (default: its preset's; 10 with --models tiny)")
+                   help="iterations of the classic path (default: its preset's; 10 with --tiny)")
     add_stylize_options(p)
     add_backbone_option(p)
     p.set_defaults(func=run)

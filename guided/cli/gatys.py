@@ -10,6 +10,7 @@ import inspect
 import sys
 from pathlib import Path
 
+from guided.cli.options import add_deprecated
 from guided.errors import GuidedError
 from guided.gatys.presets import INITS, OPTIMIZERS, PRESETS
 
@@ -68,8 +69,12 @@ def add_parser(sub) -> None:
                                                   f"{_per_preset('iterations')}")
     p.add_argument("--optimizer", help=f"{' or '.join(OPTIMIZERS)}; per preset: {_per_preset('optimizer')}")
     p.add_argument("--style-weights", metavar="W,W,...", help="blend weights of the STYLE images (default equal)")
-    p.add_argument("--original-colors", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"luminance-only transfer: keep the photo's colours (default {d.original_colors})")
+    p.add_argument("--preserve-color", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"luminance-only transfer: keep the photo's colours (default {d.preserve_color})")
+    add_deprecated(p, "--original-colors", dest="preserve_color", new="--preserve-color", nargs=0,
+                   translate=lambda _: True)
+    add_deprecated(p, "--no-original-colors", dest="preserve_color", new="--no-preserve-color", nargs=0,
+                   translate=lambda _: False)
     p.add_argument("--backbone", help="vgg19, vgg16 (torchvision ImageNet weights from the torch hub cache), "
                                       "vgg19-random / vgg16-random (explicitly RANDOM, for tests), or a local "
                                       ".safetensors/.pth torchvision state dict (default: $GUIDED_VGG_WEIGHTS, else vgg19)")
@@ -90,7 +95,6 @@ def add_parser(sub) -> None:
                                                               f"{', '.join(d.style_layers)} (default 1 each)")
     p.add_argument("--save-every", type=int, metavar="N", help="also save the image every N iterations next to OUT")
     p.add_argument("--loss-curve", metavar="PATH.png", help="write the loss curves (log scale) to this PNG")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -117,11 +121,11 @@ def run(args: argparse.Namespace) -> int:
     save_dir = output.with_name(output.stem + "_steps") if args.save_every else None
     result = stylize(args.content, args.styles, preset=args.preset, backbone=args.backbone, size=size,
                      iterations=args.iterations, optimizer=args.optimizer, mixed_precision=args.mixed_precision,
-                     seed=seed, device=args.device, style_weights=blend, original_colors=args.original_colors,
+                     seed=seed, device=args.device, style_weights=blend, preserve_color=args.preserve_color,
                      init=args.init, multiscale=args.multiscale, layer_weights=layer_weights,
                      style_scale=args.style_scale, content_weight=args.content_weight,
                      style_weight=args.style_weight, tv_weight=args.tv_weight, save_every=args.save_every,
-                     save_dir=save_dir, progress=not args.quiet)
+                     save_dir=save_dir, progress=not getattr(args, "quiet", False))
     path = result.save(output)
     if args.loss_curve and result.history:
         from guided.io.plots import plot_history

@@ -4,8 +4,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from guided.cli.options import add_deprecated
 from guided.config import GuidanceConfig
-from guided.stylize import DEFAULTS, MODELS, SCHEDULER_NAMES
+from guided.constants import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_CLIP_PRETRAINED,
+    MIXED_PRECISION,
+    MODEL_SETS,
+    MODES,
+    SCHEDULER_NAMES,
+)
+from guided.stylize import DEFAULTS
 
 _G = GuidanceConfig()
 
@@ -33,7 +42,7 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance-scale", type=float, help=f"classifier-free guidance (default {DEFAULTS.guidance_scale})")
     g.add_argument("--scheduler", choices=list(SCHEDULER_NAMES),
                    help=f"denoising scheduler (default {DEFAULTS.scheduler})")
-    g.add_argument("--size", type=int, help=f"long side in pixels (default {DEFAULTS.size}; {DEFAULTS.tiny_size} with --models tiny)")
+    g.add_argument("--size", type=int, help=f"long side in pixels (default {DEFAULTS.size}; {DEFAULTS.tiny_size} with --tiny)")
     g.add_argument("--preserve-color", action="store_true", help="keep the photo's colours")
     w = parser.add_argument_group("guidance weights (0 turns a term off)")
     w.add_argument("--clip-text-weight", type=float, help=f"CLIP similarity to the prompt (default {_G.clip_text})")
@@ -41,16 +50,17 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--gram-weight", type=float, help=f"VGG Gram (style) loss to the painting (default {_G.gram})")
     w.add_argument("--content-weight", type=float, help=f"VGG content loss to the photo (default {_G.content})")
     w.add_argument("--tv-weight", type=float, help=f"total variation (default {_G.tv})")
-    w.add_argument("--mode", choices=["fast", "full"], help=f"fast: no UNet backward; full: through the UNet (default {_G.mode})")
+    w.add_argument("--mode", choices=MODES, help=f"fast: no UNet backward; full: through the UNet (default {_G.mode})")
     r = parser.add_argument_group("run")
     r.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default {DEFAULTS.seed})")
     r.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: the best available)")
-    r.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="Accelerate mixed precision (default no)")
+    r.add_argument("--mixed-precision", choices=MIXED_PRECISION, help="Accelerate mixed precision (default no)")
     r.add_argument("--model", help="Stable Diffusion Hub id or local folder (default: see `guided models`)")
     r.add_argument("--clip", help="CLIP for guidance: open_clip NAME or NAME:TAG, or a local checkpoint "
-                                  "(default ViT-B-32:laion2b_s34b_b79k)")
-    r.add_argument("--models", choices=list(MODELS), default="default",
-                   help="'tiny': tiny RANDOM models, an offline smoke test of the install")
+                                  f"(default {DEFAULT_CLIP_MODEL}:{DEFAULT_CLIP_PRETRAINED})")
+    r.add_argument("--tiny", dest="models", action="store_const", const="tiny", default="default",
+                   help="run on tiny RANDOM models built in code: an offline smoke test of the install")
+    add_deprecated(r, "--models", dest="models", new="--tiny", choices=MODEL_SETS)
 
 
 def add_backbone_option(parser: argparse.ArgumentParser) -> None:

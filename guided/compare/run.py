@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
-import re
-import resource
 import shutil
 import sys
 from collections.abc import Sequence
@@ -26,10 +23,11 @@ from typing import Any
 
 import PIL.Image
 
-from guided.config import TERMS, GuidanceConfig
 from guided.compare.memory import PeakMemory
+from guided.config import TERMS, GuidanceConfig
+from guided.constants import MODEL_SETS
 from guided.errors import GuidedError
-from guided.stylize import DEFAULTS, MODELS
+from guided.stylize import DEFAULTS
 
 #: Caption of the unedited photo for `clip_direction` (the edit goes from it to the prompt). Generic
 #: on purpose: the user's photo has no caption, and "a photo" is the neutral source of such edits.
@@ -38,7 +36,7 @@ SOURCE_PROMPT = "a photo"
 TINY_GATYS_ITERATIONS = 10
 #: File names written into the report folder (besides one PNG + sidecar per output).
 FILES = ("grid.png", "curves.png", "metrics.json", "metrics.md", "report.html")
-SMOKE_LABEL = ("SMOKE RUN: tiny RANDOM models (--models tiny). These images and numbers test the install; "
+SMOKE_LABEL = ("SMOKE RUN: tiny RANDOM models (--tiny). These images and numbers test the install; "
                "they are not stylizations. Real results need the real weights: run `guided models`.")
 
 
@@ -125,8 +123,8 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     The folder appears complete or not at all: it is written next to `out_dir` and renamed."""
     from guided.io.images import load_image
 
-    if models not in MODELS:
-        raise GuidedError(f"`models` must be one of {', '.join(MODELS)}, got {models!r}")
+    if models not in MODEL_SETS:
+        raise GuidedError(f"`models` must be one of {', '.join(MODEL_SETS)}, got {models!r}")
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     sweep = parse_sweep(sweep)
@@ -267,9 +265,9 @@ class _Scorer:
     def __init__(self, models, photo, paintings, style_weights, prompt, source_prompt, lpips):
         import torch
 
-        from guided.io.images import pil_to_tensor
         from guided.compare.metrics import gram_targets
         from guided.guidance.objective import loss_view
+        from guided.io.images import pil_to_tensor
 
         self.models, self.lpips, self.notes = models, lpips, []
         config = GuidanceConfig()
@@ -321,8 +319,8 @@ class _Scorer:
 
 def _write_report(folder: Path, photo, paintings, outputs, rows, notes, memory, stylizer, smoke, prompt, content,
                   style_list, seed, sweep, command) -> CompareReport:
-    from guided.io.manifest import build_manifest, json_safe
     from guided.compare.report import make_grid, metrics_markdown, plot_curves, render_html
+    from guided.io.manifest import build_manifest, json_safe
 
     title = "guided compare" + (" — SMOKE RUN (tiny random models)" if smoke else "")
     cells = [("photo", photo)] + [(f"style {i + 1}" if len(paintings) > 1 else "style", p)

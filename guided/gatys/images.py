@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from guided.models.vgg import IMAGENET_MEAN, IMAGENET_STD
+from guided.constants import IMAGENET_MEAN, IMAGENET_STD
 
 _MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
 _STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)

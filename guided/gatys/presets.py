@@ -61,7 +61,7 @@ class GatysPreset:
     # The chapter computes in float32; bf16 is an opt-in speed-up.
     mixed_precision: str = "no"
     # Luminance-only transfer keeps the photo's colours; the chapter transfers colour too.
-    original_colors: bool = False
+    preserve_color: bool = False
     # torchvision VGG's max pooling, as the chapter uses; "avg" is what Gatys et al. preferred.
     pool: str = "max"
 

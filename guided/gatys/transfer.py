@@ -12,6 +12,7 @@ are float32 even when the network runs under bf16 autocast.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 import time
@@ -24,12 +25,14 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from guided.errors import GuidedError
 from guided.color import transfer_luminance
+from guided.errors import GuidedError
 from guided.gatys.images import denormalize, initial_image, output_size, preprocess, scaled, style_size
 from guided.gatys.presets import PRESETS, GatysPreset, get_preset, override
 from guided.losses import content_loss, gram_loss, gram_matrix, tv_loss
 from guided.models.vgg import BackboneInfo, VGGFeatures, resolve_backbone
+
+logger = logging.getLogger(__name__)
 
 ImageInput = str | Path | Image.Image
 
@@ -232,7 +235,7 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
             seed: int = 0,
             device: str | torch.device | None = None,
             style_weights: Sequence[float] | None = None,
-            original_colors: bool | None = None,
+            preserve_color: bool | None = None,
             init: str | None = None,
             multiscale: int | None = None,
             layer_weights: Sequence[float] | None = None,
@@ -244,17 +247,22 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
             save_every: int | None = None,
             save_dir: str | Path | None = None,
             progress: bool = True,
-            callback: Callable[[int, Tensor, dict], None] | None = None) -> GatysResult:
+            callback: Callable[[int, Tensor, dict], None] | None = None,
+            original_colors: bool | None = None) -> GatysResult:
     """Paint `content` in the style of `styles` by optimising the image (Gatys et al. 2016).
 
     Every option left at None takes the value of `preset` (`guided.gatys.presets.PRESETS`).
     `styles` is one image or several, mixed by `style_weights` (blended Gram targets). `size` is the
     long side (int) or an exact (h, w). `backbone`: see `guided.models.vgg.resolve_backbone`. `callback`
-    gets (iteration, image in [0, 1], last losses) after every step.
+    gets (iteration, image in [0, 1], last losses) after every step. `original_colors` is the old
+    name of `preserve_color` (deprecated: it is removed in the next release).
     """
+    if original_colors is not None:
+        warnings.warn("`original_colors` is deprecated; use `preserve_color`", DeprecationWarning, stacklevel=2)
+        preserve_color = original_colors if preserve_color is None else preserve_color
     # 1. Check inputs and resolve the options against the preset.
     p = override(get_preset(preset), size=size, iterations=iterations, optimizer=optimizer,
-                 mixed_precision=mixed_precision, original_colors=original_colors, init=init,
+                 mixed_precision=mixed_precision, preserve_color=preserve_color, init=init,
                  multiscale=multiscale, layer_weights=layer_weights, style_scale=style_scale,
                  content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight, lr=lr)
     if save_every is not None and (save_every < 1 or save_dir is None):
@@ -312,13 +320,13 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
     seconds = time.perf_counter() - start
     if run.stop_reason is not None:
         warnings.warn(f"gatys: {run.stop_reason}", RuntimeWarning, stacklevel=2)
-        print(f"WARNING: gatys stopped early: {run.stop_reason}", file=sys.stderr)
+        logger.warning("gatys stopped early: %s", run.stop_reason)
 
     # 4. Postprocess: de-normalise, clamp, optionally keep the photo's colours.
     from guided.io.images import tensor_to_pil
 
     out01 = denormalize(x.detach().float().cpu())
-    if p.original_colors:
+    if p.preserve_color:
         out01 = transfer_luminance(out01, denormalize(preprocess(content_img, tuple(out01.shape[-2:]))))
     image = tensor_to_pil(out01)
     metadata = _manifest(p, info, accelerator, seed, blend, content, style_sources, run, seconds)

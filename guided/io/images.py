@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin
 
 from guided import __version__
+from guided.constants import SAVE_FORMATS
 from guided.errors import GuidedError, ImageLoadError, NonFiniteError
+from guided.io.files import fsync_dir, write_temp
 
 if TYPE_CHECKING:
     import torch
@@ -44,8 +45,6 @@ AI_MARKER_KEY = "ai_generated"
 DIGITAL_SOURCE_TYPE = "trainedAlgorithmicMedia"
 DIGITAL_SOURCE_TYPE_URI = f"http://cv.iptc.org/newscodes/digitalsourcetype/{DIGITAL_SOURCE_TYPE}"
 
-#: Output suffix -> Pillow format. Only PNG carries the metadata inside the file.
-SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 #: Modes each output format can store without a conversion we would have to make silently.
 _SAVE_MODES = {"PNG": {"RGB", "RGBA", "L", "LA"}, "JPEG": {"RGB", "L"}, "WEBP": {"RGB", "RGBA"}}
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -244,11 +243,11 @@ def save_image(image: Image.Image, path: str | Path, *, metadata: dict | None = 
     side = sidecar_path(path)
     temps: list[Path] = []
     try:
-        image_tmp = _write_temp(path, lambda fh: fresh.save(fh, format=fmt, **options))
+        image_tmp = write_temp(path, lambda fh: fresh.save(fh, format=fmt, **options))
         temps.append(image_tmp)
         side_tmp = None
         if text is not None and sidecar:
-            side_tmp = _write_temp(side, lambda fh: fh.write(text.encode("utf-8") + b"\n"))
+            side_tmp = write_temp(side, lambda fh: fh.write(text.encode("utf-8") + b"\n"))
             temps.append(side_tmp)
         os.replace(image_tmp, path)
         temps.remove(image_tmp)
@@ -317,36 +316,6 @@ def _make_parent(path: Path) -> None:
         parent.mkdir(parents=True, exist_ok=True)  # an explicit -o path: create its folder
     except OSError as exc:
         raise GuidedError(f"cannot create the folder for '{path}': {_one_line(exc)}") from None
-
-
-def _write_temp(target: Path, write: Callable[[IO[bytes]], object]) -> Path:
-    """Write a hidden temporary file next to `target` (same file system, so the rename is atomic);
-    created with mode 0o666 so the umask decides permissions, as for any new file."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make the rename durable; not possible on every platform, which is fine."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 # --------------------------------------------------------------------------------------------- read

@@ -5,7 +5,6 @@ Nothing here ever substitutes random weights for missing ones. Missing weights r
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
@@ -13,24 +12,12 @@ import torch
 
 from guided.errors import GuidedError, WeightsNotFoundError
 
-#: Environment variable naming a local VGG weights file used when no backbone is given.
-ENV_VGG_WEIGHTS = "GUIDED_VGG_WEIGHTS"
-
 _TRUE = {"1", "true", "yes", "on"}
 
 
 def offline() -> bool:
     """True when the user asked for no downloads (`HF_HUB_OFFLINE` or `GUIDED_OFFLINE`)."""
     return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "GUIDED_OFFLINE"))
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, for manifests that name local weights."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

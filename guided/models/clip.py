@@ -16,17 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from guided.constants import CLIP_MEAN, CLIP_STD, DEFAULT_CLIP_HUB_REPO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from guided.errors import GuidedError, WeightsNotFoundError
 from guided.models.checkpoints import offline
 
-DEFAULT_CLIP_MODEL = "ViT-B-32"
-DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
-#: Where open_clip fetches the default tag (its pretrained table; a test keeps them in step), so
-#: checking for the default weights (`guided models`) needs no open_clip import.
-DEFAULT_CLIP_HUB_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
-# open_clip's defaults (its constants module), used when a model carries no preprocess config.
-_OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+# DEFAULT_CLIP_HUB_REPO is where open_clip fetches the default tag (its pretrained table; a test
+# keeps them in step), so checking for the default weights (`guided models`) needs no open_clip.
+# CLIP_MEAN/CLIP_STD: open_clip's defaults, used when a model carries no preprocess config.
 # open_clip's file names on the Hub: safetensors first (no pickle), then the pickled fallback.
 _HUB_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _FOLDER_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors",
@@ -50,8 +46,8 @@ class ClipGuide(nn.Module):
         size = getattr(model.visual, "image_size", 224)
         self.input_size: tuple[int, int] = tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
         pre = _preprocess_cfg(model)
-        self.register_buffer("mean", torch.tensor(pre.get("mean", _OPENAI_MEAN)).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(pre.get("std", _OPENAI_STD)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(pre.get("mean", CLIP_MEAN)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pre.get("std", CLIP_STD)).view(1, 3, 1, 1), persistent=False)
 
     def extra_repr(self) -> str:
         return f"name={self.info.get('name')!r}, pretrained={self.info.get('pretrained')!r}, random={self.info.get('random')}"
@@ -244,7 +240,6 @@ def _weights_in_folder(folder: Path) -> Path:
 
 
 def _from_folder(folder: Path, device) -> ClipGuide:
-    import open_clip
 
     config_path = folder / "open_clip_config.json"
     if not config_path.is_file():
@@ -341,7 +336,7 @@ def _set_preprocess(model: nn.Module, preprocess: dict) -> None:
     from open_clip import set_model_preprocess_cfg
 
     size = getattr(model.visual, "image_size", 224)
-    base = {"size": size, "mean": _OPENAI_MEAN, "std": _OPENAI_STD}
+    base = {"size": size, "mean": CLIP_MEAN, "std": CLIP_STD}
     set_model_preprocess_cfg(model, {**base, **{k: v for k, v in preprocess.items() if k in ("mean", "std")}})
 
 

@@ -5,9 +5,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from guided.models.checkpoints import ENV_VGG_WEIGHTS, torch_hub_checkpoint
-from guided.models.hub import (DEFAULT_SD_MODEL, DEFAULT_TINY_DECODER, SD_REQUIRED_FILES, TINY_DECODER_REQUIRED_FILES,
-                               _cache_root, cached_snapshot, how_to_get, missing_files)
+from guided.constants import DEFAULT_SD_MODEL, DEFAULT_TINY_DECODER, ENV_VGG_WEIGHTS
+from guided.models.checkpoints import torch_hub_checkpoint
+from guided.models.hub import (
+    SD_REQUIRED_FILES,
+    TINY_DECODER_REQUIRED_FILES,
+    _cache_root,
+    cached_snapshot,
+    how_to_get,
+    missing_files,
+)
 
 
 def _repo_row(feature: str, component: str, repo: str, required: list[str], how: str, needed: bool,

@@ -6,7 +6,7 @@ already normalised, as the Dive into Deep Learning chapter optimises).
 """
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from guided.constants import ENV_VGG_WEIGHTS, IMAGENET_MEAN, IMAGENET_STD
 from guided.errors import GuidedError
-from guided.models.checkpoints import ENV_VGG_WEIGHTS, fetch_torch_hub_checkpoint, load_state_dict, sha256_file
+from guided.io.files import sha256_file
+from guided.models.checkpoints import fetch_torch_hub_checkpoint, load_state_dict
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+logger = logging.getLogger(__name__)
+
 
 # torchvision's configurations: channel counts, "M" for max pooling.
 CFGS: dict[str, list[int | str]] = {
@@ -132,8 +134,8 @@ def _random(arch: str, seed: int) -> tuple[nn.Sequential, BackboneInfo]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = make_vgg_features(arch)
-    print(f"NOTICE: {NAMES[arch]} with RANDOM weights (seed {seed}), chosen explicitly: "
-          "outputs are not real stylizations.", file=sys.stderr)
+    logger.warning("NOTICE: %s with RANDOM weights (seed %s), chosen explicitly: outputs are not real "
+                   "stylizations.", NAMES[arch], seed)
     return net, BackboneInfo(arch, f"random init, seed {seed}", random=True)
 
 
