@@ -163,5 +163,6 @@ class GuidanceConfig:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise GuidedError(f"unknown guidance setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
+            raise GuidedError(f"unknown guidance setting(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(sorted(known))}")
         return cls(**data)

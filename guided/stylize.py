@@ -175,7 +175,8 @@ class Stylizer:
         steps = DEFAULTS.steps if steps is None else steps
         guidance_scale = DEFAULTS.guidance_scale if guidance_scale is None else guidance_scale
         size = size or (DEFAULTS.tiny_size if self.models == "tiny" else DEFAULTS.size)
-        styles = [load_image(s, what="style image") for s in ([style] if isinstance(style, (str, Path, PIL.Image.Image)) else style)]
+        style_list = [style] if isinstance(style, (str, Path, PIL.Image.Image)) else style
+        styles = [load_image(s, what="style image") for s in style_list]
         self.pipe.check_guided_inputs(prompt, strength, steps, styles, config)
         photo = resize_long_side(load_image(content, what="content image"), size)
         generator = torch.Generator("cpu").manual_seed(seed)

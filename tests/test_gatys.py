@@ -92,10 +92,10 @@ def chapter_run(content_img, style_img, vgg19_features, image_shape, lr=0.3, num
                     for Y_hat, Y in zip(styles_Y_hat, styles_Y_gram)]
         tv_l = 0.5 * ((X[:, :, 1:, :] - X[:, :, :-1, :]).abs().mean()
                       + (X[:, :, :, 1:] - X[:, :, :, :-1]).abs().mean()) * 10
-        l = sum(styles_l + contents_l + [tv_l])
+        total = sum(styles_l + contents_l + [tv_l])
         history.append({"content": sum(contents_l).item(), "style": sum(styles_l).item(),
-                        "tv": tv_l.item(), "total": l.item()})
-        l.backward()
+                        "tv": tv_l.item(), "total": total.item()})
+        total.backward()
         trainer.step()
         scheduler.step()
     return X.detach(), history
@@ -215,7 +215,7 @@ def test_blended_style_targets(content, style, tiny):
     r = stylize(content, [style, content], style_weights=[1, 3], preset="d2l", backbone=tiny, size=32,
                 iterations=2, progress=False)
     assert r.metadata["parameters"]["style_weights"] == [1.0, 3.0]
-    with pytest.raises(GuidedError, match="`style_weights` has 1 entries for 2"):
+    with pytest.raises(GuidedError, match="`style_weights` has 1 values for 2"):
         stylize(content, [style, content], style_weights=[1], backbone=tiny, progress=False)
 
 

@@ -71,7 +71,8 @@ def test_cached_snapshot_is_found_offline_and_checked(tmp_path):
     required = ["config.json", "diffusion_pytorch_model.safetensors|diffusion_pytorch_model.bin"]
     assert resolve_model_dir(FAKE_REPO, what="tiny decoder", required_files=required, cache_dir=tmp_path) == snapshot
     with pytest.raises(WeightsNotFoundError, match="missing: vae/config.json"):
-        resolve_model_dir(FAKE_REPO, what="model", required_files=["config.json", "vae/config.json"], cache_dir=tmp_path)
+        resolve_model_dir(FAKE_REPO, what="model", required_files=["config.json", "vae/config.json"],
+                          cache_dir=tmp_path)
 
 
 def test_model_status_rows(tmp_path):
@@ -107,7 +108,8 @@ def test_guided_models_json(capsys):
 
 
 def test_guidance_modules_do_not_import_diffusers():
-    code = ("import sys, guided, guided.guidance.objective, guided.models.clip, guided.config, guided.models.hub, guided.testing; "
+    code = ("import sys, guided, guided.guidance.objective, guided.models.clip, guided.config, guided.models.hub, "
+            "guided.testing; "
             "guided.GuidanceConfig(); print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('diffusers', 'open_clip', 'transformers')))")
     out = _run(["-c", code])

@@ -60,8 +60,9 @@ def test_each_term_matches_its_formula(models):
                                               + clip.encode_image(loss_view(styles[1], 64)), dim=-1)
         feats = vgg(view, list(cfg.gram_layers) + list(cfg.content_layers))
         sfeats = [vgg(loss_view(s, 64), cfg.gram_layers) for s in styles]
-        gram = torch.stack([gram_loss(feats[layer], 0.75 * gram_matrix(sfeats[0][layer]) + 0.25 * gram_matrix(sfeats[1][layer]))
-                            for layer in cfg.gram_layers]).mean()
+        blend = {layer: 0.75 * gram_matrix(sfeats[0][layer]) + 0.25 * gram_matrix(sfeats[1][layer])
+                 for layer in cfg.gram_layers}
+        gram = torch.stack([gram_loss(feats[layer], blend[layer]) for layer in cfg.gram_layers]).mean()
         cfeats = vgg(loss_view(content, 64), cfg.content_layers)
         cont = torch.stack([content_loss(feats[layer], cfeats[layer]) for layer in cfg.content_layers]).mean()
     expected = {"clip_text": spherical_distance(emb, text).mean(), "clip_style": spherical_distance(emb, style).mean(),
@@ -196,7 +197,7 @@ def test_content_target_follows_the_image_aspect(models):
 
 
 def test_bad_inputs_name_the_argument(models):
-    with pytest.raises(GuidedError, match="`style_weights` has 1 entries for 2 style images"):
+    with pytest.raises(GuidedError, match=r"`style_weights` has 1 values for 2 style image\(s\)"):
         _objective(models, style_weights=[1.0])
     with pytest.raises(GuidedError, match="`style_weights` must be >= 0"):
         _objective(models, style_weights=[1.0, -1.0])

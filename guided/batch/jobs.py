@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from guided.errors import GuidedError
+from guided.validate import style_weights
 
 
 def _file_hash(path: str | Path, what: str) -> str:
@@ -48,9 +49,8 @@ class GatysJob:
 
         if not self.styles:
             raise GuidedError("`--style` is required with --method gatys: give at least one style image")
-        blend = self.options.get("style_weights")
-        if blend is not None and len(blend) != len(self.styles):
-            raise GuidedError(f"`--style-weights` has {len(blend)} entries for {len(self.styles)} style image(s)")
+        if self.options.get("style_weights") is not None:
+            style_weights(self.options["style_weights"], len(self.styles), name="--style-weights")
         # Fail on a bad preset or option now, before any model loads or any item runs.
         default = inspect.signature(stylize).parameters["preset"].default
         for name in self.presets or (default,):

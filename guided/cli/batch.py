@@ -48,7 +48,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                            help="vgg19, vgg16, vgg19-random, vgg16-random or a weights file (default: "
                                 "$GUIDED_VGG_WEIGHTS, else vgg19)").dest,
     ]
-    parser.set_defaults(defaults={a.dest: a.default for a in parser._actions})
+    real = [a for a in parser._actions if a.default is not argparse.SUPPRESS]  # not the deprecated spellings
+    parser.set_defaults(defaults={a.dest: a.default for a in real},
+                        spellings={a.dest: a.option_strings[-1] for a in real if a.option_strings})
     parser.set_defaults(func=run, gatys_only=gatys_only, stylize_only=stylize_only)
     return parser
 
@@ -60,7 +62,7 @@ BOTH = ("style", "style_weights", "preset", "seed", "device", "mixed_precision",
 def _given(args: argparse.Namespace, dests: list[str]) -> list[str]:
     """The options among `dests` that the user set (their value is not the parser's default)."""
     defaults = args.defaults
-    return [f"--{d.replace('_', '-')}" for d in dests if getattr(args, d) != defaults.get(d)]
+    return [args.spellings.get(d, f"--{d.replace('_', '-')}") for d in dests if getattr(args, d) != defaults.get(d)]
 
 
 def _presets(text: str | None) -> tuple[str, ...] | None:

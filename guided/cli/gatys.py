@@ -13,6 +13,7 @@ from pathlib import Path
 from guided.cli.options import add_deprecated
 from guided.errors import GuidedError
 from guided.gatys.presets import INITS, OPTIMIZERS, PRESETS
+from guided.validate import parse_floats, style_weights
 
 _DEFAULT_PRESET = "default"
 
@@ -42,14 +43,6 @@ def parse_size(text: str) -> int | tuple[int, int]:
     raise GuidedError(f"`--size` must be a long side like 512 or HxW like 300x450, got {text!r}")
 
 
-def parse_floats(text: str, option: str) -> list[float]:
-    """Comma-separated numbers."""
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise GuidedError(f"`{option}` must be comma-separated numbers, got {text!r}") from None
-
-
 def add_parser(sub) -> None:
     d = PRESETS[_DEFAULT_PRESET]
     p = sub.add_parser(
@@ -64,7 +57,8 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", default=_DEFAULT_PRESET,
                    help=f"one of {', '.join(PRESETS)} (default {_DEFAULT_PRESET}); every option below left "
                         "unset takes the preset's value")
-    p.add_argument("--size", help=f"long side in px (e.g. 512) or HxW (e.g. 300x450); per preset: {_per_preset('size')}")
+    p.add_argument("--size", help="long side in px (e.g. 512) or HxW (e.g. 300x450); per preset: "
+                                  f"{_per_preset('size')}")
     p.add_argument("--iterations", type=int, help=f"optimisation steps over all scales; per preset: "
                                                   f"{_per_preset('iterations')}")
     p.add_argument("--optimizer", help=f"{' or '.join(OPTIMIZERS)}; per preset: {_per_preset('optimizer')}")
@@ -77,17 +71,20 @@ def add_parser(sub) -> None:
                    translate=lambda _: False)
     p.add_argument("--backbone", help="vgg19, vgg16 (torchvision ImageNet weights from the torch hub cache), "
                                       "vgg19-random / vgg16-random (explicitly RANDOM, for tests), or a local "
-                                      ".safetensors/.pth torchvision state dict (default: $GUIDED_VGG_WEIGHTS, else vgg19)")
+                                      ".safetensors/.pth torchvision state dict "
+                                      "(default: $GUIDED_VGG_WEIGHTS, else vgg19)")
     p.add_argument("--seed", type=int, default=None, help="seed of noise init and random backbones (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: the best available)")
     p.add_argument("--mixed-precision", help=f"no, bf16 (CPU or GPU) or fp16 (GPU only); losses stay float32; "
                                              f"per preset: {_per_preset('mixed_precision')}")
     p.add_argument("--init", help=f"{' | '.join(INITS)}; per preset: {_per_preset('init')}")
-    p.add_argument("--multiscale", type=int, help=f"number of coarse-to-fine scales; per preset: {_per_preset('multiscale')}")
+    p.add_argument("--multiscale", type=int, help="number of coarse-to-fine scales; per preset: "
+                                                  f"{_per_preset('multiscale')}")
     p.add_argument("--style-scale", type=float, help="style image long side relative to the content's "
                                                      f"(none: resized to the content's exact size); per preset: "
                                                      f"{_per_preset('style_scale')}")
-    p.add_argument("--style-weight", type=float, help=f"weight of the style loss; per preset: {_per_preset('style_weight')}")
+    p.add_argument("--style-weight", type=float, help="weight of the style loss; per preset: "
+                                                      f"{_per_preset('style_weight')}")
     p.add_argument("--content-weight", type=float, help=f"weight of the content loss; per preset: "
                                                         f"{_per_preset('content_weight')}")
     p.add_argument("--tv-weight", type=float, help=f"weight of total variation; per preset: {_per_preset('tv_weight')}")
@@ -108,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
         raise GuidedError(f"`--iterations` must be >= 0, got {args.iterations}")
     size = parse_size(args.size) if args.size is not None else None
     blend = parse_floats(args.style_weights, "--style-weights") if args.style_weights else None
-    if blend is not None and len(blend) != len(args.styles):
-        raise GuidedError(f"`--style-weights` has {len(blend)} values for {len(args.styles)} STYLE image(s)")
+    if blend is not None:
+        style_weights(blend, len(args.styles), name="--style-weights")
     layer_weights = parse_floats(args.layer_weights, "--layer-weights") if args.layer_weights else None
     for path in [args.content, *args.styles]:
         if not Path(path).is_file():

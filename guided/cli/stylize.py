@@ -15,18 +15,18 @@ from guided.constants import (
     SCHEDULER_NAMES,
 )
 from guided.stylize import DEFAULTS
+from guided.validate import parse_floats, style_weights
 
 _G = GuidanceConfig()
 
 
 def _weights(text: str) -> list[float]:
+    from guided.errors import GuidedError
+
     try:
-        values = [float(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if any(v < 0 for v in values) or sum(values) <= 0:
-        raise argparse.ArgumentTypeError(f"weights must be >= 0 with a positive sum, got {text!r}")
-    return values
+        return parse_floats(text, "--style-weights")
+    except GuidedError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_stylize_options(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +42,8 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance-scale", type=float, help=f"classifier-free guidance (default {DEFAULTS.guidance_scale})")
     g.add_argument("--scheduler", choices=list(SCHEDULER_NAMES),
                    help=f"denoising scheduler (default {DEFAULTS.scheduler})")
-    g.add_argument("--size", type=int, help=f"long side in pixels (default {DEFAULTS.size}; {DEFAULTS.tiny_size} with --tiny)")
+    g.add_argument("--size", type=int,
+                   help=f"long side in pixels (default {DEFAULTS.size}; {DEFAULTS.tiny_size} with --tiny)")
     g.add_argument("--preserve-color", action="store_true", help="keep the photo's colours")
     w = parser.add_argument_group("guidance weights (0 turns a term off)")
     w.add_argument("--clip-text-weight", type=float, help=f"CLIP similarity to the prompt (default {_G.clip_text})")
@@ -112,8 +113,8 @@ def check_stylize_options(args: argparse.Namespace) -> None:
         raise GuidedError(f"`--steps` must be a positive integer, got {args.steps}")
     if args.size is not None and args.size < 32:
         raise GuidedError(f"`--size` must be at least 32 pixels (the long side), got {args.size}")
-    if args.style_weights is not None and len(args.style_weights) != len(args.style):
-        raise GuidedError(f"`--style-weights` has {len(args.style_weights)} values for {len(args.style)} --style images")
+    if args.style_weights is not None:
+        style_weights(args.style_weights, len(args.style), name="--style-weights")
     guidance_from(stylize_kwargs(args)["guidance"])  # each weight a finite number >= 0, named if not
 
 
@@ -143,7 +144,8 @@ def apply_recorded(args: argparse.Namespace) -> None:
         raise GuidedError(f"`--from` image {args.from_image!r} was not written by `guided stylize`")
     p = meta["parameters"]
     g = p.get("guidance", {})
-    recorded = {"prompt": p.get("prompt"), "negative_prompt": p.get("negative_prompt"), "style_weights": p.get("style_weights"),
+    recorded = {"prompt": p.get("prompt"), "negative_prompt": p.get("negative_prompt"),
+                "style_weights": p.get("style_weights"),
                 "strength": p.get("strength"), "steps": p.get("steps"), "guidance_scale": p.get("guidance_scale"),
                 "size": p.get("size"), "clip_text_weight": g.get("clip_text"), "clip_style_weight": g.get("clip_style"),
                 "gram_weight": g.get("gram"), "content_weight": g.get("content"), "tv_weight": g.get("tv"),

@@ -23,10 +23,12 @@ from typing import Any
 
 import PIL.Image
 
+from guided import validate
 from guided.compare.memory import PeakMemory
 from guided.config import TERMS, GuidanceConfig
 from guided.constants import MODEL_SETS
 from guided.errors import GuidedError
+from guided.io.images import describe_source
 from guided.stylize import DEFAULTS
 
 #: Caption of the unedited photo for `clip_direction` (the edit goes from it to the prompt). Generic
@@ -281,11 +283,9 @@ class _Scorer:
         self.style_embedding = None
         self.grams = None
         if self.paintings:
-            weights = list(style_weights) if style_weights else [1.0] * len(self.paintings)
+            weights = validate.style_weights(style_weights, len(self.paintings))
             with torch.no_grad():
-                embeds = torch.cat([models.clip.encode_image(p) for p in self.paintings])
-                w = torch.tensor(weights, device=embeds.device).view(-1, 1)
-                self.style_embedding = torch.nn.functional.normalize((w * embeds).sum(0, keepdim=True), dim=-1)
+                self.style_embedding = models.clip.style_target(self.paintings, weights)
             self.grams = gram_targets(models.vgg, self.paintings, self.gram_layers, weights)
         else:
             self.notes.append("clip_style, gram: null, no style painting given")
@@ -337,7 +337,7 @@ def _write_report(folder: Path, photo, paintings, outputs, rows, notes, memory, 
     notes.append(f"peak_memory_mb: {memory.method}")
     notes.append("seconds: one timed run per output, not a median; the first diffusion stage (img2img) also pays "
                  "one-time warm-up costs")
-    inputs = {"content": _describe(content), "style": [_describe(s) for s in style_list] or None,
+    inputs = {"content": describe_source(content), "style": [describe_source(s) for s in style_list] or None,
               "prompt": prompt, "seed": seed, "sweep": sweep or None, "models": stylizer.models,
               "device": str(stylizer.accelerator.device), "precision": stylizer.accelerator.mixed_precision}
     document = build_manifest(kind="compare", parameters=inputs, seed=seed, models=stylizer.model_info,
@@ -366,7 +366,3 @@ def _columns():
     from guided.compare.report import METRIC_COLUMNS
 
     return METRIC_COLUMNS
-
-
-def _describe(source) -> str:
-    return "<PIL image>" if isinstance(source, PIL.Image.Image) else str(source)

@@ -51,7 +51,8 @@ def run(out: Path, *, quick: bool = False) -> Path:
     photo, style = demo_photo(), painted_style()
     save_image(photo, out / "content.png", metadata={"kind": "demo input", "source": "matplotlib grace_hopper.jpg"})
     save_image(style, out / "style.png", metadata={"kind": "demo input", "source": "guided.demo.assets.painted_style"})
-    lines = ["# guided demo", "", "Content: matplotlib's sample photo (grace_hopper.jpg). Style: a procedural painting.", ""]
+    lines = ["# guided demo", "",
+             "Content: matplotlib's sample photo (grace_hopper.jpg). Style: a procedural painting.", ""]
 
     # 1. Classic neural style transfer
     backbone, real = choose_backbone()

@@ -25,12 +25,15 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from guided import validate
 from guided.color import transfer_luminance
 from guided.errors import GuidedError
-from guided.gatys.images import denormalize, initial_image, output_size, preprocess, scaled, style_size
+from guided.gatys.images import initial_image, output_size, preprocess, scaled, style_size
 from guided.gatys.presets import PRESETS, GatysPreset, get_preset, override
-from guided.losses import content_loss, gram_loss, gram_matrix, tv_loss
+from guided.io.images import describe_source
+from guided.losses import blended_gram_targets, content_loss, gram_loss, tv_loss
 from guided.models.vgg import BackboneInfo, VGGFeatures, resolve_backbone
+from guided.models.vgg import imagenet_denormalize as denormalize
 
 logger = logging.getLogger(__name__)
 
@@ -64,14 +67,11 @@ class GatysObjective(nn.Module):
         with autocast():
             feats = self.features(content, self.content_layers, normalized=True)
         self.content_targets = {k: v.float() for k, v in feats.items()}
-        grams = {layer: torch.zeros(()) for layer in self.style_layers}
-        total = float(sum(blend))
-        for weight, style in zip(blend, styles):
+        style_feats = []
+        for style in styles:
             with autocast():
-                sf = self.features(style, self.style_layers, normalized=True)
-            for layer in self.style_layers:
-                grams[layer] = grams[layer] + weight / total * gram_matrix(sf[layer])
-        self.gram_targets = grams
+                style_feats.append(self.features(style, self.style_layers, normalized=True))
+        self.gram_targets = blended_gram_targets(style_feats, blend, self.style_layers)
         targets = {**self.content_targets, **self.gram_targets}
         # Relative losses divide each layer's MSE by its target's mean square: the weights then mean
         # the same for any network, whatever the scale of its activations (random or pretrained).
@@ -210,21 +210,6 @@ def _load_inputs(content: ImageInput, styles: ImageInput | Sequence[ImageInput])
     return content_img, style_imgs, style_list
 
 
-def _check_blend(style_weights: Sequence[float] | None, n: int) -> list[float]:
-    if style_weights is None:
-        return [1.0] * n
-    blend = [float(w) for w in style_weights]
-    if len(blend) != n:
-        raise GuidedError(f"`style_weights` has {len(blend)} entries for {n} style image(s): {blend}")
-    if any(not math.isfinite(w) or w < 0 for w in blend) or sum(blend) <= 0:
-        raise GuidedError(f"`style_weights` must be non-negative with a positive sum, got {blend}")
-    return blend
-
-
-def _describe(source: ImageInput) -> str:
-    return "<PIL image>" if isinstance(source, Image.Image) else str(source)
-
-
 def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
             preset: str | GatysPreset = "default",
             backbone: str | Path | nn.Module | None = None,
@@ -272,7 +257,7 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
 
     accelerator = make_accelerator(device, p.mixed_precision)  # fp16 on CPU -> GuidedError
     content_img, style_imgs, style_sources = _load_inputs(content, styles)
-    blend = _check_blend(style_weights, len(style_imgs))
+    blend = validate.style_weights(style_weights, len(style_imgs))
 
     # 2. The network: resolved weights (never silently random), one shared forward pass.
     net, info = resolve_backbone(backbone, seed=seed)
@@ -340,7 +325,7 @@ def _manifest(p: GatysPreset, info: BackboneInfo, accelerator, seed: int, blend:
     from guided.io.manifest import build_manifest
 
     parameters = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(p).items()}
-    parameters.update(preset=p.name, content=_describe(content), styles=[_describe(s) for s in styles],
+    parameters.update(preset=p.name, content=describe_source(content), styles=[describe_source(s) for s in styles],
                       style_weights=blend)
     return build_manifest(kind="gatys", parameters=parameters, seed=seed,
                           models={"backbone": {**asdict(info), "description": info.describe()}},

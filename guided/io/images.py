@@ -52,6 +52,11 @@ _SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}
 
 
 # --------------------------------------------------------------------------------------------- load
+def describe_source(source) -> str:
+    """How a manifest names an image input: its path, or `<PIL image>` for one passed in memory."""
+    return "<PIL image>" if isinstance(source, Image.Image) else str(source)
+
+
 def load_image(source: str | Path | Image.Image, *, max_side: int | None = DEFAULT_MAX_SIDE,
                formats: Iterable[str] = ALLOWED_FORMATS, what: str = "image") -> Image.Image:
     """Read `source` (a path or a PIL image) as an RGB image with EXIF orientation applied.

@@ -50,7 +50,8 @@ class ClipGuide(nn.Module):
         self.register_buffer("std", torch.tensor(pre.get("std", CLIP_STD)).view(1, 3, 1, 1), persistent=False)
 
     def extra_repr(self) -> str:
-        return f"name={self.info.get('name')!r}, pretrained={self.info.get('pretrained')!r}, random={self.info.get('random')}"
+        info = self.info
+        return f"name={info.get('name')!r}, pretrained={info.get('pretrained')!r}, random={info.get('random')}"
 
     @property
     def context_length(self) -> int:
@@ -99,6 +100,13 @@ class ClipGuide(nn.Module):
             _resize(x, self.input_size)
         views = (views - self.mean) / self.std
         return F.normalize(self.model.encode_image(views.to(self.dtype)).float(), dim=-1)
+
+    def style_target(self, images01: list[Tensor], weights: list[float]) -> Tensor:
+        """The CLIP style target of one or more paintings: the unit-norm weighted mean of their
+        whole-image embeddings, (1, D). Guidance pulls toward it; the compare metric scores by it."""
+        embeds = torch.cat([self.encode_image(image) for image in images01])
+        w = torch.tensor(weights, dtype=embeds.dtype, device=embeds.device).view(-1, 1)
+        return F.normalize((w * embeds).sum(0, keepdim=True), dim=-1)
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -254,7 +262,8 @@ def _from_folder(folder: Path, device) -> ClipGuide:
     _load_weights(model, weights)
     model.to(device or "cpu")
     _set_preprocess(model, config.get("preprocess_cfg", {}))
-    info = {"name": config.get("name", folder.name), "pretrained": str(weights), "source": str(weights), "random": False}
+    info = {"name": config.get("name", folder.name), "pretrained": str(weights), "source": str(weights),
+            "random": False}
     return ClipGuide(model, _tokenizer_for(model_cfg), info)
 
 

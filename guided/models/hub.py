@@ -85,7 +85,8 @@ def resolve_model_dir(repo_id_or_path: str | Path, *, what: str, required_files:
     if path.is_dir():
         missing = missing_files(path, required_files)
         if missing:
-            raise WeightsNotFoundError(f"{what} folder '{path}' lacks {', '.join(m.replace('|', ' or ') for m in missing)}")
+            lacks = ", ".join(m.replace("|", " or ") for m in missing)
+            raise WeightsNotFoundError(f"{what} folder '{path}' lacks {lacks}")
         return path
     if path.exists():
         raise GuidedError(f"{what} '{path}' is a file; expected a model folder or a Hub repository id")

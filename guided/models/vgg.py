@@ -37,6 +37,20 @@ URLS = {
 NAMES = {"vgg16": "VGG-16", "vgg19": "VGG-19"}
 
 
+def imagenet_normalize(image01: Tensor) -> Tensor:
+    """ImageNet mean/std normalisation of RGB in [0, 1], the input every ImageNet VGG expects."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=image01.dtype, device=image01.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=image01.dtype, device=image01.device).view(1, 3, 1, 1)
+    return (image01 - mean) / std
+
+
+def imagenet_denormalize(x: Tensor) -> Tensor:
+    """The inverse of `imagenet_normalize`, clamped to [0, 1] (the chapter's postprocess)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * std + mean).clamp(0, 1)
+
+
 def layer_names(arch: str) -> list[str]:
     """Names of the modules of `vgg*().features` in order: conv1_1, relu1_1, conv1_2, ..., pool5."""
     names, block, conv = [], 1, 1
@@ -183,8 +197,6 @@ class VGGFeatures(nn.Module):
         self.names = layer_names(self.arch)
         self.body = nn.ModuleList(backbone.children())
         self.pool = pool
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False).eval()
 
     def extra_repr(self) -> str:
@@ -204,7 +216,7 @@ class VGGFeatures(nn.Module):
 
     def normalize(self, image: Tensor) -> Tensor:
         """ImageNet mean/std normalisation of an RGB image in [0, 1]."""
-        return (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
+        return imagenet_normalize(image)
 
     def forward(self, image: Tensor, layers: Sequence[str | int], *, normalized: bool = False) -> dict:
         """{layer: activation} for every requested layer; keys are as given."""
