@@ -91,7 +91,9 @@ class GuidanceConfig:
     loss_size: int = 224
     gram_layers: tuple[str, ...] = DEFAULT_GRAM_LAYERS  # see DEFAULT_GRAM_LAYERS
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS  # see DEFAULT_CONTENT_LAYERS
-    seed: int | None = 0  # cutout randomness; an int makes guided runs reproducible, None draws fresh
+    # Cutout randomness. None: taken from the pipeline's `generator` (so the one seed of a run also
+    # decides the crops CLIP sees), or fresh when there is none; an int fixes the crops whatever the seed.
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         # JSON round trips give lists and dicts; accept them so asdict -> from_dict is lossless.

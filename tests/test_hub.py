@@ -78,12 +78,13 @@ def test_cached_snapshot_is_found_offline_and_checked(tmp_path):
 def test_model_status_rows(tmp_path):
     _fake_cache(tmp_path, FAKE_REPO, [f.split("|")[0] for f in SD_REQUIRED_FILES])
     rows = model_status(sd_model=FAKE_REPO, cache_dir=tmp_path)
-    assert {r["feature"] for r in rows} == {"stylize", "gatys", "compare"}
+    assert {r.feature for r in rows} == {"stylize", "gatys", "compare"}
     for row in rows:
-        assert set(row) == {"feature", "component", "source", "present", "where", "missing", "how", "required"}
-        assert row["present"] or (row["missing"] and row["how"])
-    sd = next(r for r in rows if r["component"] == "Stable Diffusion model")
-    assert sd["present"] and sd["where"].startswith(str(tmp_path))
+        assert set(row.to_dict()) == {"feature", "component", "source", "present", "where", "missing", "how",
+                                      "required"}
+        assert row.present or (row.missing and row.how)
+    sd = next(r for r in rows if r.component == "Stable Diffusion model")
+    assert sd.present and sd.where.startswith(str(tmp_path))
 
 
 def _run(code_or_args: list[str]) -> subprocess.CompletedProcess:

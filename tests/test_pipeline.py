@@ -294,3 +294,30 @@ def test_gram_and_content_guidance_with_real_vgg16(shared_images, vgg16_weights,
     base = go()
     assert go(gram=1.0)["gram"] < 0.97 * base["gram"]
     assert go(content=1.0)["content"] < 0.97 * base["content"]
+
+
+def test_the_seed_decides_the_clip_cutouts_too(pipe, models, monkeypatch):
+    """One seed governs a run: the noise and the random crops CLIP sees. Two seeds draw different
+    crops; the same seed twice gives the same crops and the same pixels."""
+    draws = []
+    encode = type(models.clip).encode_image
+
+    def spy(self, image01, *, cutouts=0, augment=False, generator=None):
+        if cutouts and generator is not None:
+            draws.append(generator.get_state().clone())  # the state the crops are drawn from
+        return encode(self, image01, cutouts=cutouts, augment=augment, generator=generator)
+
+    monkeypatch.setattr(type(models.clip), "encode_image", spy)
+
+    def crops_and_pixels(seed):
+        draws.clear()
+        out = run(pipe, models, seed=seed, steps=4, clip_text=1.0)
+        assert draws, "the guided steps drew no cutouts"
+        return [d for d in draws], out.images
+
+    crops_a, pixels_a = crops_and_pixels(0)
+    crops_b, pixels_b = crops_and_pixels(0)
+    crops_c, _ = crops_and_pixels(1)
+    assert all(torch.equal(x, y) for x, y in zip(crops_a, crops_b)) and len(crops_a) == len(crops_b)
+    np.testing.assert_array_equal(pixels_a, pixels_b)
+    assert not torch.equal(crops_a[0], crops_c[0])

@@ -37,7 +37,7 @@ def diffusion_models_present() -> bool:
     """Whether every model `guided stylize` needs by default is on this machine."""
     from guided.models.status import model_status
 
-    return all(row["present"] for row in model_status() if row["feature"] == "stylize" and row["required"])
+    return all(row.present for row in model_status() if row.feature == "stylize" and row.required)
 
 
 def run(out: Path, *, quick: bool = False) -> Path:
