@@ -42,6 +42,13 @@ def no_network():
     uninstall()
 
 
+@pytest.fixture(scope="session")
+def stylizer():
+    """The tiny-model `Stylizer`, loaded once for the whole run (CLI tests patch `Stylizer.load` to it)."""
+    from guided.stylize import Stylizer
+
+    return Stylizer.load(models="tiny")
+
 
 @pytest.fixture
 def shared_images() -> Path:

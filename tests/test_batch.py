@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import noise as _noise
 from PIL import Image, ImageOps
 
 from guided.batch import BatchSummary, param_hash, run_batch
@@ -52,11 +53,6 @@ class InvertJob:
         if self.on_run is not None:
             self.on_run(len(self.runs))
         return ImageOps.invert(image), {"kind": "test-invert", "label": label}
-
-
-def _noise(seed: int, size=(32, 32)) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
 
 def write_good(folder: Path) -> None:

@@ -18,13 +18,6 @@ OUTPUTS = ("classic", "img2img", "guided", "guided_gram-0")
 
 
 @pytest.fixture(scope="module")
-def stylizer():
-    from guided.stylize import Stylizer
-
-    return Stylizer.load(models="tiny")
-
-
-@pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     folder = tmp_path_factory.mktemp("inputs")
     photo = save_image(demo_photo().resize((80, 96)), folder / "photo.png")

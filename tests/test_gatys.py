@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torchvision
+from factories import waves as _image
 from PIL import Image
 from torch import nn
 
@@ -22,17 +23,6 @@ from guided.models.vgg import VGGFeatures, make_vgg_features
 TERMS = ("content", "style", "tv", "total")
 
 
-
-
-def _image(seed: int, hw=(48, 64)) -> Image.Image:
-    """A smooth random picture (gradients + blobs), so VGG features are not trivial."""
-    g = torch.Generator().manual_seed(seed)
-    h, w = hw
-    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
-    freq = torch.rand(3, 2, generator=g) * 12
-    img = torch.stack([0.5 + 0.5 * torch.sin(f[0] * xx + f[1] * yy + i) for i, f in enumerate(freq)])
-    img = img + 0.15 * torch.rand(3, h, w, generator=g)
-    return Image.fromarray((img.clamp(0, 1).permute(1, 2, 0) * 255).byte().numpy())
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +42,8 @@ def tiny():
 
 
 # --- an independent, plain implementation of Dive into Deep Learning §14.12 (PyTorch) ---------
+# Intentional copy: bench/bench_gatys.py (`chapter_run`) has the same plain loop. The test's
+# reference must not depend on the library or on the bench, so each keeps its own.
 
 def chapter_run(content_img, style_img, vgg19_features, image_shape, lr=0.3, num_epochs=20, lr_decay_epoch=50):
     mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from factories import noise
 from PIL import Image, PngImagePlugin, features
 
 from guided.errors import GuidedError, ImageLoadError, NonFiniteError
@@ -27,8 +28,7 @@ from guided.io.images import (
 
 
 def noisy(size=(64, 48), seed=0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+    return noise(seed, size)
 
 
 def assert_one_line_naming(exc: pytest.ExceptionInfo, path: Path, *words: str) -> None:

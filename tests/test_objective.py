@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from factories import rand_tensor as _image
+from factories import smooth_tensor as _smooth
 
 from guided.config import TERMS, GuidanceConfig, TermWindow
 from guided.errors import GuidedError
@@ -19,16 +21,6 @@ OFF = {name: 0.0 for name in TERMS}
 @pytest.fixture(scope="module")
 def models() -> GuidanceModels:
     return tiny_guidance_models(seed=0, decoder=False)
-
-
-def _image(seed: int, h: int = 48, w: int = 64) -> torch.Tensor:
-    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def _smooth(seed: int, h: int = 48, w: int = 64) -> torch.Tensor:
-    """A smooth random image (upsampled noise): closer to a photo than white noise."""
-    small = torch.rand(1, 3, h // 8, w // 8, generator=torch.Generator().manual_seed(seed))
-    return torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 
 
 def _config(**changes) -> GuidanceConfig:

@@ -4,9 +4,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import PIL.Image
 import pytest
 import torch
+from factories import painting as _painting
+from factories import photo as _photo
 
 from guided import GuidanceConfig
 from guided.errors import ImageLoadError, NonFiniteError
@@ -16,18 +17,6 @@ from pipelines import SCHEDULERS, GuidedStableDiffusionImg2ImgPipeline
 TERMS = ("clip_text", "clip_style", "gram", "content", "tv")
 ZERO = {t: 0.0 for t in TERMS}
 DEFAULT = GuidanceConfig()
-
-
-def _photo(h=64, w=96, seed=0) -> PIL.Image.Image:
-    rs = np.random.RandomState(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx / w, yy / h, 0.5 + 0.5 * np.sin(xx / 7.0)], -1)
-    return PIL.Image.fromarray(((0.8 * base + 0.2 * rs.rand(h, w, 3)) * 255).astype("uint8"))
-
-
-def _painting(seed=1) -> PIL.Image.Image:
-    rs = np.random.RandomState(seed)
-    return PIL.Image.fromarray((np.kron(rs.rand(8, 8, 3), np.ones((8, 8, 1))) * 255).astype("uint8"))
 
 
 @pytest.fixture(scope="module")

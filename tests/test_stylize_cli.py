@@ -22,13 +22,6 @@ GUIDED = [sys.executable, "-m", "guided"]
 PRESET_NAMES = [p.name for p in list_presets()]
 
 
-@pytest.fixture(scope="module")
-def stylizer():
-    from guided.stylize import Stylizer
-
-    return Stylizer.load(models="tiny")
-
-
 @pytest.fixture
 def shared_load(monkeypatch, stylizer):
     """`Stylizer.load` returns the module's tiny Stylizer: in-process CLI runs skip reloading."""
