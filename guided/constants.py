@@ -51,5 +51,8 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 #: Output file suffix -> Pillow format. PNG carries the full manifest in a text chunk.
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
+#: The largest image side guided makes (px): an output of 16384 x 16384 is already a 1 GB float
+#: tensor per copy; beyond it a run would exhaust memory long before it finished.
+MAX_SIDE = 16384
 #: The largest side each output format can hold (libwebp: 16383 px; JPEG's 16-bit header: 65535).
 FORMAT_MAX_SIDE = {"PNG": 2 ** 31 - 1, "JPEG": 65535, "WEBP": 16383}

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -18,6 +19,7 @@ from typing import Any
 
 import PIL.Image
 
+from guided import validate
 from guided.config import GuidanceConfig
 from guided.constants import MODEL_SETS, SCHEDULER_NAMES
 from guided.errors import GuidedError
@@ -154,6 +156,16 @@ class Stylizer:
         return cls(pipe, gm, accelerator=accelerator, models=models, model_info=info, scheduler=scheduler,
                    load_options={"model": model, "clip": clip, "backbone": backbone})
 
+    def _check_fits_the_model(self, photo: PIL.Image.Image, size: int) -> None:
+        """The short side must survive the VAE and every UNet downsampling with at least one latent pixel."""
+        unet_downs = 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
+        need = self.pipe.vae_scale_factor * unet_downs
+        w, h = photo.size
+        if min(w, h) // 8 * 8 < need:
+            raise GuidedError(f"`size` {size} makes the content image {w}x{h} px, and the model needs at least "
+                              f"{need} px a side: raise `size` to at least {math.ceil(need * size / min(w, h))}, "
+                              "or crop the photo")
+
     def run(self, content, *, prompt: str | None = None, negative_prompt: str | None = None,
             style=(), style_weights: list[float] | None = None, strength: float | None = None,
             steps: int | None = None, guidance_scale: float | None = None,
@@ -182,10 +194,12 @@ class Stylizer:
         steps = DEFAULTS.steps if steps is None else steps
         guidance_scale = DEFAULTS.guidance_scale if guidance_scale is None else guidance_scale
         size = size or (DEFAULTS.tiny_size if self.models == "tiny" else DEFAULTS.size)
+        validate.diffusion_options(strength=strength, steps=steps, guidance_scale=guidance_scale, size=size)
         style_list = [style] if isinstance(style, (str, Path, PIL.Image.Image)) else style
         styles = [load_image(s, what="style image") for s in style_list]
         self.pipe.check_guided_inputs(prompt, strength, steps, styles, config)
         photo = resize_long_side(load_image(content, what="content image"), size)
+        self._check_fits_the_model(photo, size)
         generator = torch.Generator("cpu").manual_seed(seed)
         start = time.perf_counter()
         with self.accelerator.autocast():

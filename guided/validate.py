@@ -25,7 +25,7 @@ def number(value, name: str, *, low: float | None = None, high: float | None = N
     if below or above:
         left = "(" if low_open else "["
         right = ")" if high_open else "]"
-        span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+        span = f"{left}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{right}"
         raise GuidedError(f"`{name}` must be in {span}, got {value!r}")
     return int(value) if integer else float(value)
 
@@ -50,3 +50,23 @@ def style_weights(weights: Sequence[float] | None, count: int, *, name: str = "s
     if any(w < 0 for w in values) or sum(values) <= 0:
         raise GuidedError(f"`{name}` must be >= 0 with a positive sum, got {values}")
     return values
+
+
+#: Ranges of the diffusion path's numbers (the CLI, `Stylizer.run`, compare, batch and the REST API).
+#: steps: diffusers' schedulers are trained on 1000 timesteps; guidance_scale: classifier-free
+#: guidance above ~30 saturates every image; size: the loader's input cap, SD works at 512-1024.
+DIFFUSION_RANGES = {"strength": (0.0, 1.0), "steps": (1, 1000), "guidance_scale": (0.0, 100.0), "size": (32, 4096)}
+#: How the CLI spells each of them.
+DIFFUSION_FLAGS = {"strength": "--strength", "steps": "--steps", "guidance_scale": "--guidance-scale",
+                   "size": "--size"}
+
+
+def diffusion_options(*, cli: bool = False, **values) -> None:
+    """Check the diffusion path's numbers (None = not given): strength in (0, 1], steps and size
+    integers in range, guidance_scale finite and in range."""
+    for key, value in values.items():
+        if value is None:
+            continue
+        low, high = DIFFUSION_RANGES[key]
+        name = DIFFUSION_FLAGS[key] if cli else key
+        number(value, name, low=low, high=high, low_open=key == "strength", integer=key in {"steps", "size"})

@@ -14,7 +14,7 @@ import sys
 
 from guided import __version__
 from guided.cli.options import add_verbosity
-from guided.errors import GuidedError
+from guided.errors import GuidedError, one_line
 
 # Subcommand modules, in the order `guided --help` lists them. A missing module is skipped.
 COMMANDS = ["gatys", "stylize", "compare", "batch", "inspect", "presets", "models"]
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except GuidedError as exc:
-        print(f"guided: error: {exc}", file=sys.stderr)
+        print(f"guided: error: {one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("guided: interrupted", file=sys.stderr)

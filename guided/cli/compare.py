@@ -12,8 +12,10 @@ from guided.cli.stylize import (
     add_stylize_options,
     check_stylize_options,
     load_kwargs,
+    stylize_inputs,
     stylize_kwargs,
 )
+from guided.io.outputs import Output, check_outputs
 
 
 def add_parser(sub) -> None:
@@ -43,6 +45,7 @@ def _check_early(args: argparse.Namespace) -> None:
     from guided.errors import GuidedError
 
     check_stylize_options(args)
+    check_outputs([Output(Path(args.output), "--output", kind="folder", replaces=True)], inputs=stylize_inputs(args))
     if args.gatys_iterations is not None and args.gatys_iterations < 1:
         raise GuidedError(f"`--gatys-iterations` must be a positive integer, got {args.gatys_iterations}")
     if args.preset:

@@ -13,6 +13,7 @@ from pathlib import Path
 from guided.cli.options import add_deprecated
 from guided.errors import GuidedError
 from guided.gatys.presets import INITS, OPTIMIZERS, PRESETS
+from guided.io.outputs import Output, check_outputs
 from guided.validate import parse_floats, style_weights
 
 _DEFAULT_PRESET = "default"
@@ -95,10 +96,13 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _file_or_none(value: str | None) -> str | None:
+    """A model option's value when it names a local file (an input a run must not overwrite)."""
+    return value if value and Path(value).expanduser().is_file() else None
+
+
 def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
-    if output.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp"}:
-        raise GuidedError(f"`--output` must end in .png, .jpg, .jpeg or .webp, got '{output}'")
     if args.preset not in PRESETS:
         raise GuidedError(f"`--preset` must be one of {', '.join(PRESETS)}, got {args.preset!r}")
     if args.iterations is not None and args.iterations < 0:
@@ -111,11 +115,18 @@ def run(args: argparse.Namespace) -> int:
     for path in [args.content, *args.styles]:
         if not Path(path).is_file():
             raise GuidedError(f"input image '{path}' does not exist")
+    save_dir = output.with_name(output.stem + "_steps") if args.save_every else None
+    long_side = max(size) if isinstance(size, tuple) else (size or PRESETS[args.preset].long_side())
+    outputs = [Output(output, "--output", long_side=long_side)]
+    if args.loss_curve:
+        outputs.append(Output(Path(args.loss_curve), "--loss-curve", kind="file", suffixes=(".png",)))
+    if save_dir is not None:
+        outputs.append(Output(save_dir, "--save-every", kind="folder"))
+    check_outputs(outputs, inputs=[args.content, *args.styles, _file_or_none(args.backbone)])
 
     from guided.gatys.transfer import stylize
 
     seed = args.seed if args.seed is not None else _stylize_default("seed")
-    save_dir = output.with_name(output.stem + "_steps") if args.save_every else None
     result = stylize(args.content, args.styles, preset=args.preset, backbone=args.backbone, size=size,
                      iterations=args.iterations, optimizer=args.optimizer, mixed_precision=args.mixed_precision,
                      seed=seed, device=args.device, style_weights=blend, preserve_color=args.preserve_color,

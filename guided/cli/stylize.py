@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
 from guided.cli.options import add_deprecated
@@ -14,9 +15,11 @@ from guided.constants import (
     MODES,
     SCHEDULER_NAMES,
 )
+from guided.io.outputs import Output, check_outputs
 from guided.stylize import DEFAULTS
-from guided.validate import parse_floats, style_weights
+from guided.validate import diffusion_options, parse_floats, style_weights
 
+logger = logging.getLogger(__name__)
 _G = GuidanceConfig()
 
 
@@ -92,7 +95,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("stylize", help="guided Stable Diffusion img2img of one photo",
                        description="Stylize a photo toward a prompt and/or reference paintings with Stable "
                                    "Diffusion img2img, every step steered by CLIP and VGG losses.")
-    p.add_argument("content", metavar="CONTENT", help="the photo")
+    p.add_argument("content", metavar="CONTENT", nargs="?",
+                   help="the photo (with --from: optional, the recorded photo when it is still there)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output image (.png keeps the manifest)")
     p.add_argument("--from", dest="from_image", metavar="IMAGE.png",
                    help="rerun with the parameters recorded in a PNG written by guided")
@@ -104,18 +108,21 @@ def add_parser(sub) -> None:
 def check_stylize_options(args: argparse.Namespace) -> None:
     """The shared stylization options that are wrong whatever the image (stylize, compare, batch):
     caught before any model loads, and in `batch` before the first item."""
-    from guided.errors import GuidedError
     from guided.stylize import guidance_from
 
-    if args.strength is not None and not 0 < args.strength <= 1:
-        raise GuidedError(f"`--strength` must be in (0, 1], got {args.strength}")
-    if args.steps is not None and args.steps <= 0:
-        raise GuidedError(f"`--steps` must be a positive integer, got {args.steps}")
-    if args.size is not None and args.size < 32:
-        raise GuidedError(f"`--size` must be at least 32 pixels (the long side), got {args.size}")
+    diffusion_options(cli=True, strength=args.strength, steps=args.steps, guidance_scale=args.guidance_scale,
+                      size=args.size)
     if args.style_weights is not None:
         style_weights(args.style_weights, len(args.style), name="--style-weights")
     guidance_from(stylize_kwargs(args)["guidance"])  # each weight a finite number >= 0, named if not
+
+
+def stylize_inputs(args: argparse.Namespace) -> list:
+    """Every local file a stylize run reads (content, paintings, preset, --from image, model files):
+    what no output of the run may overwrite."""
+    candidates = [getattr(args, "content", None), *args.style, args.preset, getattr(args, "from_image", None),
+                  args.clip, getattr(args, "backbone", None), args.model]
+    return [c for c in candidates if c and Path(c).expanduser().exists()]
 
 
 def _check_early(args: argparse.Namespace) -> None:
@@ -126,10 +133,9 @@ def _check_early(args: argparse.Namespace) -> None:
     load_image(args.content, what="content image")
     for s in args.style:
         load_image(s, what="style image")
-    suffix = Path(args.output).suffix.lower()
-    if suffix not in {".png", ".jpg", ".jpeg", ".webp"}:
-        raise GuidedError(f"`--output` must end in .png, .jpg or .webp, got {args.output!r}")
     check_stylize_options(args)
+    size = args.size or (DEFAULTS.tiny_size if args.models == "tiny" else DEFAULTS.size)
+    check_outputs([Output(Path(args.output), "--output", long_side=size)], inputs=stylize_inputs(args))
     if not args.preset and not (args.prompt or "").strip() and not args.style:
         raise GuidedError("`--prompt` is empty and no --style painting was given: nothing to stylize toward")
 
@@ -143,6 +149,13 @@ def apply_recorded(args: argparse.Namespace) -> None:
     if meta.get("kind") != "stylize":
         raise GuidedError(f"`--from` image {args.from_image!r} was not written by `guided stylize`")
     p = meta["parameters"]
+    if args.content is None:
+        recorded_content = p.get("content")
+        if not recorded_content or recorded_content == "<PIL image>" or not Path(recorded_content).is_file():
+            raise GuidedError(f"CONTENT is required: the manifest of {args.from_image!r} names "
+                              f"{recorded_content!r}, which is not there; give the photo to stylize")
+        args.content = recorded_content
+        logger.info("CONTENT: %s (recorded in %s)", recorded_content, args.from_image)
     g = p.get("guidance", {})
     recorded = {"prompt": p.get("prompt"), "negative_prompt": p.get("negative_prompt"),
                 "style_weights": p.get("style_weights"),
@@ -173,6 +186,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.from_image:
         apply_recorded(args)
+    elif args.content is None:
+        from guided.errors import GuidedError
+
+        raise GuidedError("CONTENT is required: give the photo to stylize (or --from IMAGE.png to rerun one)")
     _check_early(args)
     stylizer = Stylizer.load(**load_kwargs(args))
     result = stylizer.run(args.content, **stylize_kwargs(args))

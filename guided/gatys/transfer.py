@@ -32,7 +32,7 @@ from guided.gatys.images import initial_image, output_size, preprocess, scaled, 
 from guided.gatys.presets import PRESETS, GatysPreset, get_preset, override
 from guided.io.images import describe_source
 from guided.losses import blended_gram_targets, content_loss, gram_loss, tv_loss
-from guided.models.vgg import BackboneInfo, VGGFeatures, resolve_backbone
+from guided.models.vgg import BackboneInfo, VGGFeatures, min_side, resolve_backbone
 from guided.models.vgg import imagenet_denormalize as denormalize
 
 logger = logging.getLogger(__name__)
@@ -210,6 +210,18 @@ def _load_inputs(content: ImageInput, styles: ImageInput | Sequence[ImageInput])
     return content_img, style_imgs, style_list
 
 
+def _check_reaches_layers(content_img: Image.Image, p: GatysPreset) -> None:
+    """Every scale must reach the deepest VGG layer with at least one pixel; else say so up front."""
+    need, layer = min_side(tuple(p.style_layers) + tuple(p.content_layers))
+    h, w = output_size(content_img, p.size)
+    if min(h, w) < need:
+        width, height = content_img.size
+        hint = (f"raise `size` to at least {math.ceil(need * max(width, height) / min(width, height))}"
+                if not isinstance(p.size, tuple) else f"give an (h, w) of at least {need} each")
+        raise GuidedError(f"`size` {p.size} makes the {width}x{height} content image {w}x{h} px, and VGG layer "
+                          f"{layer} needs at least {need} px a side: {hint}, or crop the photo")
+
+
 def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
             preset: str | GatysPreset = "default",
             backbone: str | Path | nn.Module | None = None,
@@ -257,6 +269,7 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
 
     accelerator = make_accelerator(device, p.mixed_precision)  # fp16 on CPU -> GuidedError
     content_img, style_imgs, style_sources = _load_inputs(content, styles)
+    _check_reaches_layers(content_img, p)
     blend = validate.style_weights(style_weights, len(style_imgs))
 
     # 2. The network: resolved weights (never silently random), one shared forward pass.

@@ -23,7 +23,7 @@ from PIL import Image, ImageOps, PngImagePlugin
 
 from guided import __version__
 from guided.constants import SAVE_FORMATS
-from guided.errors import GuidedError, ImageLoadError, NonFiniteError
+from guided.errors import GuidedError, ImageLoadError, NonFiniteError, one_line
 from guided.io.files import fsync_dir, write_temp
 
 if TYPE_CHECKING:
@@ -79,28 +79,28 @@ def load_image(source: str | Path | Image.Image, *, max_side: int | None = DEFAU
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed below, on every path
     except OSError as exc:
-        raise ImageLoadError(f"{label} cannot be opened: {_one_line(exc)}") from None
+        raise ImageLoadError(f"{label} cannot be opened: {one_line(exc)}") from None
     with handle, warnings.catch_warnings():
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse both.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(handle, formats=allowed)
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise ImageLoadError(f"{label} looks like a decompression bomb: {_one_line(exc)}") from None
+            raise ImageLoadError(f"{label} looks like a decompression bomb: {one_line(exc)}") from None
         except Image.UnidentifiedImageError:
             raise ImageLoadError(_unidentified_message(path, label, allowed)) from None
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad headers
-            raise ImageLoadError(f"{label} could not be read: {_one_line(exc)}") from None
+            raise ImageLoadError(f"{label} could not be read: {one_line(exc)}") from None
         _check_size(image.size, label, max_side)
         try:
             image.seek(0)  # animations: the first frame
             image.load()  # a full decode here, so truncation is caught now, not later
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise ImageLoadError(f"{label} looks like a decompression bomb: {_one_line(exc)}") from None
+            raise ImageLoadError(f"{label} looks like a decompression bomb: {one_line(exc)}") from None
         except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
             kind = "is truncated" if "truncated" in str(exc).lower() else "is corrupt"
             raise ImageLoadError(f"{label} {kind} and could not be decoded "
-                                 f"({image.format}: {_one_line(exc)})") from None
+                                 f"({image.format}: {one_line(exc)})") from None
         return _convert_loaded(image, label=label, max_side=None)
 
 
@@ -112,7 +112,7 @@ def _check_file(path: Path, label: str) -> None:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ImageLoadError(f"{label} cannot be read: {_one_line(exc)}") from None
+        raise ImageLoadError(f"{label} cannot be read: {one_line(exc)}") from None
     if size == 0:
         raise ImageLoadError(f"{label} is empty (0 bytes)")
 
@@ -147,7 +147,7 @@ def _convert_loaded(image: Image.Image, *, label: str, max_side: int | None) -> 
     except ImageLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - unusual modes and broken EXIF end here
-        raise ImageLoadError(f"{label} could not be converted to RGB: {_one_line(exc)}") from None
+        raise ImageLoadError(f"{label} could not be converted to RGB: {one_line(exc)}") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -176,10 +176,6 @@ def _scale_to_uint8(image: Image.Image) -> np.ndarray:
     else:
         scaled = (data - lo) / (hi - lo) if hi > lo else np.zeros_like(data)
     return np.round(scaled * 255.0).astype(np.uint8)
-
-
-def _one_line(exc: BaseException | str) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # ------------------------------------------------------------------------------------ tensors
@@ -277,7 +273,7 @@ def _metadata_json(metadata: dict | None, path: Path) -> str | None:
     try:
         return json.dumps(metadata, ensure_ascii=False, allow_nan=False, indent=1)
     except (TypeError, ValueError) as exc:
-        raise GuidedError(f"metadata for '{path}' is not JSON-serialisable ({_one_line(exc)}); "
+        raise GuidedError(f"metadata for '{path}' is not JSON-serialisable ({one_line(exc)}); "
                           f"pass it through guided.io.manifest.json_safe") from None
 
 
@@ -320,7 +316,7 @@ def _make_parent(path: Path) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)  # an explicit -o path: create its folder
     except OSError as exc:
-        raise GuidedError(f"cannot create the folder for '{path}': {_one_line(exc)}") from None
+        raise GuidedError(f"cannot create the folder for '{path}': {one_line(exc)}") from None
 
 
 # --------------------------------------------------------------------------------------------- read
@@ -356,14 +352,14 @@ def _png_metadata(path: Path) -> str | None:
     except Image.UnidentifiedImageError:
         raise GuidedError(f"'{path}' is not a readable image") from None
     except Exception as exc:  # noqa: BLE001 - a broken file is the user's to fix
-        raise GuidedError(f"'{path}' could not be read: {_one_line(exc)}") from None
+        raise GuidedError(f"'{path}' could not be read: {one_line(exc)}") from None
 
 
 def _read_json_file(side: Path, image: Path) -> dict:
     try:
         text = side.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise GuidedError(f"metadata file '{side}' of '{image}' cannot be read: {_one_line(exc)}") from None
+        raise GuidedError(f"metadata file '{side}' of '{image}' cannot be read: {one_line(exc)}") from None
     return _parse_metadata(text, f"'{side}'")
 
 
@@ -371,7 +367,7 @@ def _parse_metadata(text: str, where: str) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise GuidedError(f"metadata in {where} is not valid JSON ({_one_line(exc)})") from None
+        raise GuidedError(f"metadata in {where} is not valid JSON ({one_line(exc)})") from None
     if not isinstance(data, dict):
         raise GuidedError(f"metadata in {where} is not a JSON object")
     return data

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import warnings
 from pathlib import Path
 
@@ -17,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from guided.constants import CLIP_MEAN, CLIP_STD, DEFAULT_CLIP_HUB_REPO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
-from guided.errors import GuidedError, WeightsNotFoundError
+from guided.errors import GuidedError, WeightsNotFoundError, one_line
 from guided.models.checkpoints import offline
 
 # DEFAULT_CLIP_HUB_REPO is where open_clip fetches the default tag (its pretrained table; a test
@@ -231,7 +232,7 @@ def _from_tag(name: str, pretrained: str, device) -> ClipGuide:
                                        force_preprocess_cfg=pre, weights_only=True)
     except Exception as exc:
         raise WeightsNotFoundError(f"CLIP weights {name}/{pretrained} could not be loaded ({type(exc).__name__}: "
-                                   f"{exc}). {clip_how_to_get(name, pretrained)}") from None
+                                   f"{one_line(exc)}). {clip_how_to_get(name, pretrained)}") from None
     info = {"name": name, "pretrained": pretrained, "source": str(path) if path else "downloaded", "random": False}
     return ClipGuide(model, open_clip.get_tokenizer(name), info)
 
@@ -274,6 +275,9 @@ def _load_weights(model: nn.Module, path: Path) -> None:
         raise GuidedError(f"CLIP weights file '{path}' has suffix '{path.suffix}'; expected .safetensors, .bin or .pth")
     try:  # open_clip's loader converts old layouts; torch.load only with weights_only=True
         open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
+    except pickle.UnpicklingError:  # a pickle holding more than tensors: never run, never advised to
+        raise GuidedError(f"CLIP weights file '{path}' is a pickle file that holds more than tensors: refused, "
+                          "it could run code; use a .safetensors file") from None
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GuidedError(f"CLIP weights file '{path}' does not fit the model: {first}") from None

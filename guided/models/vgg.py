@@ -51,6 +51,19 @@ def imagenet_denormalize(x: Tensor) -> Tensor:
     return (x * std + mean).clamp(0, 1)
 
 
+def min_side(layers: Sequence[str | int], arch: str = "vgg19") -> tuple[int, str]:
+    """(pixels, layer): the smallest image side that reaches every layer of `layers` with at least
+    one pixel. A layer of block N comes after N-1 poolings that halve the image, so it needs 2**(N-1)."""
+    names = layer_names(arch)
+    deepest, need = "", 1
+    for layer in layers:
+        name = names[layer] if isinstance(layer, int) and 0 <= layer < len(names) else str(layer)
+        block = int(name[4:5]) if name.startswith(("relu", "conv")) and name[4:5].isdigit() else 1
+        if 2 ** (block - 1) > need:
+            deepest, need = name, 2 ** (block - 1)
+    return need, deepest
+
+
 def layer_names(arch: str) -> list[str]:
     """Names of the modules of `vgg*().features` in order: conv1_1, relu1_1, conv1_2, ..., pool5."""
     names, block, conv = [], 1, 1
