@@ -68,6 +68,9 @@ class GatysJob:
         name = self.backbone or os.environ.get(ENV_VGG_WEIGHTS) or "vgg19"
         path = Path(name).expanduser()
         if path.is_file():
+            from guided.models.checkpoints import load_state_dict
+
+            load_state_dict(path)  # a bad or unsafe file is refused now, before the output folder exists
             return {"file": str(path), "sha256": _file_hash(path, "`--backbone` file")}
         return {"name": name}
 

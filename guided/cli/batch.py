@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     inputs = [*(args.style or []), getattr(args, "backbone", None), getattr(args, "model", None),
               *(p for p in (args.preset or "").split(",") if p.endswith(".json"))]
     check_outputs([Output(Path(args.output_dir), "--output", kind="folder")],
-                  inputs=[p for p in inputs if p and Path(p).expanduser().exists()])
+                  inputs=[args.input_dir, *(p for p in inputs if p and Path(p).expanduser().exists())])
     cpu = getattr(args, "device", None) == "cpu"
     summary = run_batch(job, Path(args.input_dir), Path(args.output_dir), recursive=args.recursive,
                         progress=args.progress, cpu=cpu)

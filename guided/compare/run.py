@@ -166,6 +166,7 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
 
     if models not in MODEL_SETS:
         raise GuidedError(f"`models` must be one of {', '.join(MODEL_SETS)}, got {models!r}")
+    validate.diffusion_options(strength=strength, steps=steps, guidance_scale=guidance_scale, size=size)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     sweep = parse_sweep(sweep)
