@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import logging
 import sys
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from guided.gatys.presets import INITS, OPTIMIZERS, PRESETS
 from guided.io.outputs import Output, check_outputs
 from guided.validate import parse_floats, style_weights
 
+logger = logging.getLogger(__name__)
 _DEFAULT_PRESET = "default"
 
 
@@ -144,4 +146,7 @@ def run(args: argparse.Namespace) -> int:
           f"{result.seconds:.1f} s; final loss {last.get('total', float('nan')):.4g})")
     if result.stopped_early:
         print(f"guided: warning: stopped early: {result.stop_reason}", file=sys.stderr)
+    for note in result.notes:
+        if not result.stalled or "did not fall" not in note:  # those were already warned about
+            logger.info("gatys: %s", note)
     return 0

@@ -280,7 +280,7 @@ def _classic(run: _Run, memory: PeakMemory) -> Stage:
     metadata["models"] = {"backbone": {"shared_with": "the guidance VGG of this compare run", "vgg": vgg_info}}
     metadata["random_backbone"] = bool(stylizer.model_info.get("random"))
     label = f"classic (Gatys, {run.gatys_preset} preset)" + (", tiny random VGG" if smoke else "")
-    notes = [f"stopped early: {result.stop_reason}"] if result.stopped_early else []
+    notes = ([f"stopped early: {result.stop_reason}"] if result.stopped_early else []) + list(result.notes)
     # The weighted terms only, not bookkeeping such as evaluations.
     history = [{k: h[k] for k in GATYS_TERMS if k in h} for h in result.history]
     return Stage("classic", label, result.image, metadata, round(result.seconds, 3), peak, history, "iteration", notes)

@@ -29,7 +29,7 @@ from guided import validate
 from guided.color import transfer_luminance
 from guided.errors import GuidedError
 from guided.gatys.images import initial_image, output_size, preprocess, scaled, style_size
-from guided.gatys.presets import PRESETS, GatysPreset, get_preset, override
+from guided.gatys.presets import OPTIMIZER_DEFAULTS, PRESETS, GatysPreset, get_preset, override
 from guided.io.images import describe_source
 from guided.losses import blended_gram_targets, content_loss, gram_loss, tv_loss
 from guided.models.vgg import BackboneInfo, VGGFeatures, min_side, resolve_backbone
@@ -104,6 +104,10 @@ class GatysResult:
     preset: GatysPreset
     stopped_early: bool = False
     stop_reason: str | None = None
+    #: True when some scale's objective did not fall (said in `notes` and on the console).
+    stalled: bool = False
+    #: Optimiser events: L-BFGS memory resets, an Adam fallback, a scale that did not progress.
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     tensor: Tensor | None = field(default=None, repr=False)  # final image, normalised space
 
@@ -151,6 +155,8 @@ class _Run:
     last_good: Tensor | None = None
     stop_reason: str | None = None
     evaluations: int = 0
+    notes: list[str] = field(default_factory=list)  # optimiser events a user should know about
+    stalled: bool = False  # some scale ended without progress even after the guards below
 
 
 def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) -> Tensor:
@@ -161,6 +167,7 @@ def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) ->
     """
     x = x.detach().contiguous().clone().requires_grad_(True)
     opt, sched = _make_optimizer(x, p)
+    first = len(run.history)
     size = list(x.shape[-2:])
     step = {"first": True}
 
@@ -180,14 +187,19 @@ def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) ->
         losses["total"].backward()
         return losses["total"]
 
+    adam, failed_in_a_row = p.optimizer == "adam", 0
     for _ in range(steps):
         step["first"] = True
-        if p.optimizer == "adam":
+        if adam:
             closure()
             if run.stop_reason is None:
                 opt.step()
         else:
+            before = x.detach().clone()
             opt.step(closure)
+            failed_in_a_row = failed_in_a_row + 1 if torch.equal(before, x.detach()) else 0
+            if failed_in_a_row and run.stop_reason is None:
+                opt, sched, adam = _after_a_failed_step(run, opt, sched, x, failed_in_a_row, size)
         if run.stop_reason is not None:
             break
         run.history[-1]["evaluations"] = run.evaluations
@@ -196,7 +208,44 @@ def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) ->
         bar.update(1)
         bar.set_postfix(loss=f"{run.history[-1]['total']:.4g}", refresh=False)
         on_step(len(run.history), x)
+    _check_progress(run, first, size)
     return x.detach() if run.stop_reason is None else run.last_good
+
+
+def _check_progress(run: _Run, first: int, size: list[int]) -> None:
+    """A scale whose objective did not fall is said so, in the result and on the console."""
+    totals = [h["total"] for h in run.history[first:]]
+    if run.stop_reason is None and len(totals) > 1 and not totals[-1] < totals[0]:
+        run.stalled = True
+        run.notes.append(f"the objective did not fall at {size[0]}x{size[1]} ({totals[0]:.4g} -> {totals[-1]:.4g} "
+                         f"over {len(totals)} iterations)")
+        logger.warning("gatys: %s", run.notes[-1])
+
+
+#: Adam's step size when it takes over from a failed L-BFGS: a tenth of its own default (0.3 on the
+#: normalised image), since it refines an image L-BFGS already brought near a minimum.
+FALLBACK_LR_SCALE = 0.1
+
+
+def _after_a_failed_step(run: _Run, opt, sched, x: Tensor, failed_in_a_row: int, size: list[int]):
+    """The L-BFGS line search found no decrease: the image did not move.
+
+    torch's L-BFGS would rebuild the same direction from the same curvature memory on the next call
+    and never move again (the stall seen on real photos: the loss flat for 90 iterations while the
+    progress bar counted). First the memory is cleared, so the next step starts afresh along the
+    steepest descent; if that fails too (a kink of the L1 total variation, where no line search
+    along the gradient finds a decrease), the rest of this scale runs on Adam, which steps through
+    kinks. Returns (optimizer, scheduler, now_adam)."""
+    where = f"iteration {len(run.history) - 1} at {size[0]}x{size[1]}"
+    if failed_in_a_row == 1:
+        opt.state.clear()
+        run.notes.append(f"L-BFGS found no descent at {where}: curvature memory reset")
+        logger.info(run.notes[-1])
+        return opt, sched, False
+    lr = OPTIMIZER_DEFAULTS["adam"]["lr"] * FALLBACK_LR_SCALE
+    run.notes.append(f"L-BFGS found no descent again at {where}: Adam (lr {lr:g}) for the rest of this scale")
+    logger.info(run.notes[-1])
+    return torch.optim.Adam([x], lr=lr), None, True
 
 
 def _load_inputs(content: ImageInput, styles: ImageInput | Sequence[ImageInput]):
@@ -330,6 +379,7 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
     metadata = _manifest(p, info, accelerator, seed, blend, content, style_sources, run, seconds)
     return GatysResult(image=image, history=run.history, metadata=metadata, backbone_info=info, preset=p,
                        stopped_early=run.stop_reason is not None, stop_reason=run.stop_reason,
+                       stalled=run.stalled, notes=list(run.notes),
                        seconds=seconds, tensor=x.detach())
 
 
@@ -345,7 +395,7 @@ def _manifest(p: GatysPreset, info: BackboneInfo, accelerator, seed: int, blend:
                           device=str(accelerator.device), precision=p.mixed_precision,
                           losses=run.history, seconds=round(seconds, 3),
                           extra={"stopped_early": run.stop_reason is not None, "stop_reason": run.stop_reason,
-                                 "random_backbone": info.random})
+                                 "stalled": run.stalled, "notes": list(run.notes), "random_backbone": info.random})
 
 
 __all__ = ["stylize", "GatysResult", "GatysObjective", "GatysPreset", "PRESETS", "plot_history"]
