@@ -66,7 +66,7 @@ def diffusion_rows(repeats: int, size: int, steps: int) -> list[tuple[str, str, 
                                     guidance=config), repeats)
             rows.append((f"SD1.5 arch {size}² {steps} steps", f"guided {mode}, all terms, {dtype_name}", s,
                          f"{s / base:.2f}x"))
-        del ref, pipe, components
+        ref = pipe = components = None  # free the GPU before the next precision
         torch.cuda.empty_cache()
     return rows
 
