@@ -95,7 +95,8 @@ def main() -> int:
 
 def _write(args, rows, backbone: str) -> None:
     lines = [f"backbone: {backbone}; style ratio = Gram distance to the painting (relu1_1..relu5_1) of the "
-             "output / of the photo, both at the output's size, the painting at the same long side; a row passes when every scale's objective falls, nothing stalled and the "
+             "output / of the photo, both at the output's size, the painting at the same long side; a row "
+             "passes when every scale's objective falls, nothing stalled and the "
              f"ratio <= {args.max_ratio}", "",
              "| preset | photo | painting | size | objective per scale (first -> last) | style ratio | "
              "L-BFGS resets / Adam fallbacks | s | ok |", "|---|---|---|---|---|---|---|---|---|"]
