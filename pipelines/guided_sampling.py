@@ -186,8 +186,9 @@ class GuidedSamplingMixin:
             raise ValueError(f"`strength` must be in (0, 1], got {strength!r}")
         if not isinstance(num_inference_steps, int) or num_inference_steps <= 0:
             raise ValueError(f"`num_inference_steps` must be a positive integer, got {num_inference_steps!r}")
-        if not isinstance(guidance, GuidanceConfig):
-            raise ValueError(f"`guidance` must be a GuidanceConfig or a dict of its fields, got {type(guidance).__name__}")
+        if not isinstance(guidance, GuidanceConfig):  # ValueError for a wrong type too, as diffusers raises
+            raise ValueError(  # noqa: TRY004
+                f"`guidance` must be a GuidanceConfig or a dict of its fields, got {type(guidance).__name__}")
 
     def _prompt_notes(self, prompt) -> list[str]:
         """Warn about (and record) prompts longer than the text encoder reads."""

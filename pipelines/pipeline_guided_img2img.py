@@ -12,7 +12,8 @@ With every guidance weight at 0 the call is step for step diffusers'
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
+from typing import ClassVar
 
 import PIL.Image
 import torch
@@ -45,7 +46,7 @@ class GuidedStableDiffusionImg2ImgPipeline(GuidedSamplingMixin, StableDiffusionI
     error that says which are missing).
     """
 
-    _callback_tensor_inputs = ["latents", "prompt_embeds", "negative_prompt_embeds", "noise_pred"]
+    _callback_tensor_inputs: ClassVar[list[str]] = ["latents", "prompt_embeds", "negative_prompt_embeds", "noise_pred"]
 
     def __init__(self, vae, text_encoder, tokenizer, unet, scheduler, safety_checker=None,
                  feature_extractor=None, image_encoder=None, requires_safety_checker: bool = False):
