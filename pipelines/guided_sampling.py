@@ -102,6 +102,8 @@ class GuidedImg2ImgPipelineOutput(BaseOutput):
 def noise_fraction(scheduler, timestep: torch.Tensor) -> tuple[str, float, float]:
     """('sigma', sigma, c) or ('vp', alpha_bar, c) at this step, c = share of noise in x_t."""
     if isinstance(scheduler, SIGMA_SCHEDULERS):
+        if scheduler.step_index is None:  # full mode gets here before `scale_model_input` has set it
+            scheduler._init_step_index(timestep)
         sigma = float(scheduler.sigmas[scheduler.step_index])
         return "sigma", sigma, sigma / math.sqrt(sigma**2 + 1)
     alpha_bar = float(scheduler.alphas_cumprod[int(timestep)])
@@ -348,7 +350,8 @@ class GuidedSamplingMixin:
     def _vae_decode(self, latents, generator, *, float32: bool) -> torch.Tensor:
         """`vae.decode` of pipeline latents; `float32`: the VAE in float32 for this call, autocast off."""
         if not float32:
-            return self.vae.decode(self._unscale_latents(latents), return_dict=False, generator=generator)[0]
+            return self.vae.decode(self._unscale_latents(latents.to(self.vae.dtype)), return_dict=False,
+                                   generator=generator)[0]
         dtype = self.vae.dtype
         self.vae.to(torch.float32)
         try:

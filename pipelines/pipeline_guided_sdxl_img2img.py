@@ -192,7 +192,7 @@ class GuidedStableDiffusionXLImg2ImgPipeline(GuidedSamplingMixin, StableDiffusio
             raise ValueError(f"`denoising_start` ({self.denoising_start}) must be below `denoising_end` "
                              f"({self.denoising_end})")
         if _fraction(self.denoising_end):
-            cutoff = int(round(self.scheduler.config.num_train_timesteps * (1 - self.denoising_end)))
+            cutoff = round(self.scheduler.config.num_train_timesteps * (1 - self.denoising_end))
             num_inference_steps = len([ts for ts in timesteps if ts >= cutoff])
             timesteps = timesteps[:num_inference_steps]
 

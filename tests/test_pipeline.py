@@ -4,30 +4,14 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import PIL.Image
 import pytest
 import torch
+from pipeline_inputs import DEFAULT, TERMS, ZERO, _painting, _photo, assert_clip_text_guidance_lowers_it, run
 
 from guided import GuidanceConfig
 from guided.errors import ImageLoadError, NonFiniteError
 from guided.testing import tiny_guidance_models, tiny_sd_components
 from pipelines import SCHEDULERS, GuidedStableDiffusionImg2ImgPipeline
-
-TERMS = ("clip_text", "clip_style", "gram", "content", "tv")
-ZERO = {t: 0.0 for t in TERMS}
-DEFAULT = GuidanceConfig()
-
-
-def _photo(h=64, w=96, seed=0) -> PIL.Image.Image:
-    rs = np.random.RandomState(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx / w, yy / h, 0.5 + 0.5 * np.sin(xx / 7.0)], -1)
-    return PIL.Image.fromarray(((0.8 * base + 0.2 * rs.rand(h, w, 3)) * 255).astype("uint8"))
-
-
-def _painting(seed=1) -> PIL.Image.Image:
-    rs = np.random.RandomState(seed)
-    return PIL.Image.fromarray((np.kron(rs.rand(8, 8, 3), np.ones((8, 8, 1))) * 255).astype("uint8"))
 
 
 @pytest.fixture(scope="module")
@@ -47,13 +31,6 @@ def pipe(components):
     p = GuidedStableDiffusionImg2ImgPipeline(**components)
     p.set_progress_bar_config(disable=True)
     return p
-
-
-def run(pipe, models, *, seed=0, steps=10, prompt="a painting", style=True, **guidance):
-    return pipe(prompt=prompt, image=_photo(), strength=0.8, num_inference_steps=steps,
-                generator=torch.Generator().manual_seed(seed), output_type="np",
-                style_image=_painting() if style else None, guidance=GuidanceConfig(**{**ZERO, **guidance}),
-                guidance_models=models)
 
 
 @pytest.fixture(scope="module")
@@ -121,10 +98,7 @@ def test_scheduler_matrix(components, models, name):
     pipe.set_progress_bar_config(disable=True)
     pipe.set_scheduler(name)
     assert isinstance(pipe.scheduler, SCHEDULERS[name])
-    base = run(pipe, models, style=False)
-    guided = run(pipe, models, style=False, clip_text=2.0)
-    assert np.isfinite(guided.images).all()
-    assert guided.final_losses["clip_text"] < base.final_losses["clip_text"]
+    assert_clip_text_guidance_lowers_it(pipe, models)
 
 
 @pytest.mark.parametrize("name", ["ddim", "euler", "dpm++"])
@@ -133,10 +107,7 @@ def test_v_prediction(models, name):
     pipe.set_progress_bar_config(disable=True)
     pipe.set_scheduler(name)
     assert pipe.scheduler.config.prediction_type == "v_prediction"
-    base = run(pipe, models, style=False)
-    guided = run(pipe, models, style=False, clip_text=2.0)
-    assert np.isfinite(guided.images).all()
-    assert guided.final_losses["clip_text"] < base.final_losses["clip_text"]
+    assert_clip_text_guidance_lowers_it(pipe, models)
 
 
 def test_tiny_decoder_fast_path_runs(pipe):
@@ -273,8 +244,8 @@ def test_non_finite_guidance_gradient_is_skipped_and_recorded(pipe, models, monk
 
 # ------------------------------------------------------------------------------ real VGG-16
 def test_gram_and_content_guidance_with_real_vgg16(shared_images, vgg16_weights, pipe):
-    from guided.io.images import load_image
     from guided.guidance.objective import GuidanceModels
+    from guided.io.images import load_image
     from guided.models.vgg import VGGFeatures, resolve_backbone
 
     net, info = resolve_backbone(str(vgg16_weights))

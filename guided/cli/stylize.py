@@ -33,7 +33,8 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance-scale", type=float, help=f"classifier-free guidance (default {DEFAULTS.guidance_scale})")
     g.add_argument("--scheduler", choices=list(SCHEDULER_NAMES),
                    help=f"denoising scheduler (default {DEFAULTS.scheduler})")
-    g.add_argument("--size", type=int, help=f"long side in pixels (default {DEFAULTS.size}; {DEFAULTS.tiny_size} with --models tiny)")
+    g.add_argument("--size", type=int, help="long side in pixels (default: the model's native resolution, 512 for "
+                                            "SD 1.5, 1024 for SDXL, 64 with --models tiny)")
     g.add_argument("--preserve-color", action="store_true", help="keep the photo's colours")
     w = parser.add_argument_group("guidance weights (0 turns a term off)")
     w.add_argument("--clip-text-weight", type=float, help=f"CLIP similarity to the prompt (default {_G.clip_text})")
@@ -46,7 +47,8 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default {DEFAULTS.seed})")
     r.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: the best available)")
     r.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="Accelerate mixed precision (default no)")
-    r.add_argument("--model", help="Stable Diffusion Hub id or local folder (default: see `guided models`)")
+    r.add_argument("--model", help="Stable Diffusion 1.x/2.x or SDXL Hub id or local folder, told apart by its "
+                                   "model_index.json (default: see `guided models`)")
     r.add_argument("--clip", help="CLIP for guidance: open_clip NAME or NAME:TAG, or a local checkpoint "
                                   "(default ViT-B-32:laion2b_s34b_b79k)")
     r.add_argument("--models", choices=list(MODELS), default="default",

@@ -225,7 +225,7 @@ def _classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_pr
     for key in ("backbone", "seed", "device", "style_weights", "preset"):
         if key in options:
             raise GuidedError(f"`gatys_options` may not set `{key}`: compare sets it for every stage")
-    options.setdefault("size", size or (DEFAULTS.tiny_size if smoke else DEFAULTS.size))
+    options.setdefault("size", size or DEFAULTS.size or stylizer.native_size)
     if smoke:
         options.setdefault("iterations", TINY_GATYS_ITERATIONS)
     options.setdefault("progress", sys.stderr.isatty())

@@ -9,12 +9,13 @@ import sys
 
 from guided.config import GuidanceConfig
 from guided.errors import WeightsNotFoundError
+from guided.models.hub import DEFAULT_TINY_DECODER
 
 #: Defaults: open_clip's LAION-2B ViT-B/32 (fast on CPU, the most used open CLIP), torchvision's
-#: VGG-19 (the network of Gatys et al.), and TAESD, the tiny autoencoder for SD 1.x/2.x latents.
+#: VGG-19 (the network of Gatys et al.), and TAESD, the tiny autoencoder for SD 1.x/2.x latents
+#: (`guided.models.hub.TINY_DECODERS` names TAESDXL for SDXL).
 DEFAULT_CLIP = ("ViT-B-32", "laion2b_s34b_b79k")
 DEFAULT_VGG = None  # resolve_backbone(None): $GUIDED_VGG_WEIGHTS, else torchvision's VGG-19
-DEFAULT_TINY_DECODER = "madebyollin/taesd"
 
 
 def load_tiny_decoder(source: str = DEFAULT_TINY_DECODER):

@@ -6,8 +6,19 @@ import os
 from pathlib import Path
 
 from guided.models.checkpoints import ENV_VGG_WEIGHTS, torch_hub_checkpoint
-from guided.models.hub import (DEFAULT_SD_MODEL, DEFAULT_TINY_DECODER, SD_REQUIRED_FILES, TINY_DECODER_REQUIRED_FILES,
-                               _cache_root, cached_snapshot, how_to_get, missing_files)
+from guided.models.hub import (
+    DEFAULT_SD_MODEL,
+    DEFAULT_SDXL_MODEL,
+    DEFAULT_TINY_DECODER,
+    SD_REQUIRED_FILES,
+    SDXL_REQUIRED_FILES,
+    TINY_DECODER_REQUIRED_FILES,
+    TINY_DECODERS,
+    _cache_root,
+    cached_snapshot,
+    how_to_get,
+    missing_files,
+)
 
 
 def _repo_row(feature: str, component: str, repo: str, required: list[str], how: str, needed: bool,
@@ -65,9 +76,13 @@ def _lpips_rows() -> list[dict]:
 
 
 def model_status(*, sd_model: str = DEFAULT_SD_MODEL, tiny_decoder: str = DEFAULT_TINY_DECODER,
+                 sdxl_model: str = DEFAULT_SDXL_MODEL, sdxl_tiny_decoder: str = TINY_DECODERS["sdxl"],
                  cache_dir: str | Path | None = None) -> list[dict]:
     """One row per (feature, component): `present`, `where` it is or was looked for, `missing`,
-    `how` to get it, and whether the feature `required`s it. No network."""
+    `how` to get it, and whether the feature `required`s it. No network.
+
+    SDXL (`guided stylize --model` an SDXL checkpoint) is optional: its rows never make the
+    default feature fail; it uses the same CLIP and VGG as Stable Diffusion."""
     rows = [
         _repo_row("stylize", "Stable Diffusion model", sd_model, SD_REQUIRED_FILES, how_to_get(sd_model), True,
                   cache_dir),
@@ -75,6 +90,10 @@ def model_status(*, sd_model: str = DEFAULT_SD_MODEL, tiny_decoder: str = DEFAUL
         _vgg_row("stylize", "vgg19", True),
         _repo_row("stylize", "tiny decoder (fast mode; else VAE at low res)", tiny_decoder,
                   TINY_DECODER_REQUIRED_FILES, how_to_get(tiny_decoder), False, cache_dir),
+        _repo_row("stylize (SDXL)", "SDXL model",
+                  sdxl_model, SDXL_REQUIRED_FILES, how_to_get(sdxl_model), False, cache_dir),
+        _repo_row("stylize (SDXL)", "TAESDXL tiny decoder (fast mode; else VAE at low res)", sdxl_tiny_decoder,
+                  TINY_DECODER_REQUIRED_FILES, how_to_get(sdxl_tiny_decoder), False, cache_dir),
         _vgg_row("gatys", "vgg19", True),
         _vgg_row("gatys", "vgg16", False),
     ]
