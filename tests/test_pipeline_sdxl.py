@@ -336,3 +336,16 @@ def test_cli_stylize_with_a_saved_sdxl_folder(sdxl_folder, tmp_path):
     history = meta["losses"]["history"]
     assert len(history) == 2 and all(h["guided"] for h in history)
     assert "clip_text" in meta["losses"]["final"]
+
+
+def test_guided_models_lists_sdxl_and_taesdxl(tmp_path, sdxl_folder):
+    from guided.models.hub import SDXL_REQUIRED_FILES, missing_files
+    from guided.models.status import model_status
+
+    rows = {r["source"]: r for r in model_status(cache_dir=tmp_path)}  # an empty cache
+    sdxl, taesdxl = rows["stabilityai/stable-diffusion-xl-base-1.0"], rows["madebyollin/taesdxl"]
+    assert sdxl["feature"] == taesdxl["feature"] == "stylize"
+    assert sdxl["component"].startswith("SDXL model") and taesdxl["component"].startswith("TAESDXL")
+    assert not sdxl["present"] and not sdxl["required"] and "hf download" in sdxl["how"]
+    assert not taesdxl["present"] and not taesdxl["required"]
+    assert missing_files(sdxl_folder, SDXL_REQUIRED_FILES) == []  # a saved SDXL folder has every listed file

@@ -22,16 +22,19 @@ DEFAULT_SDXL_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
 #: The tiny autoencoder (AutoencoderTiny) for each model family's latents: TAESD and TAESDXL.
 TINY_DECODERS = {"sd": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl"}
 DEFAULT_TINY_DECODER = TINY_DECODERS["sd"]
-# Files a diffusers Stable Diffusion folder needs; "a|b" means either file.
+# Files a diffusers Stable Diffusion folder needs; "a|b" means either file. A tokenizer saved by
+# transformers 5 is one tokenizer.json instead of vocab.json + merges.txt.
 SD_REQUIRED_FILES = [
-    "model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
+    "model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json|tokenizer/tokenizer.json",
+    "tokenizer/merges.txt|tokenizer/tokenizer.json",
     "text_encoder/config.json", "text_encoder/model.safetensors|text_encoder/pytorch_model.bin",
     "unet/config.json", "unet/diffusion_pytorch_model.safetensors|unet/diffusion_pytorch_model.bin",
     "vae/config.json", "vae/diffusion_pytorch_model.safetensors|vae/diffusion_pytorch_model.bin",
 ]
 # SDXL adds the second text encoder and tokenizer (a refiner has only these; not listed as required).
 SDXL_REQUIRED_FILES = SD_REQUIRED_FILES + [
-    "tokenizer_2/vocab.json", "tokenizer_2/merges.txt", "text_encoder_2/config.json",
+    "tokenizer_2/vocab.json|tokenizer_2/tokenizer.json", "tokenizer_2/merges.txt|tokenizer_2/tokenizer.json",
+    "text_encoder_2/config.json",
     "text_encoder_2/model.safetensors|text_encoder_2/pytorch_model.bin",
 ]
 TINY_DECODER_REQUIRED_FILES = ["config.json", "diffusion_pytorch_model.safetensors|diffusion_pytorch_model.bin"]
