@@ -263,7 +263,7 @@ def _classic(run: _Run, memory: PeakMemory) -> Stage:
     for key in ("backbone", "seed", "device", "style_weights", "preset"):
         if key in options:
             raise GuidedError(f"`gatys_options` may not set `{key}`: compare sets it for every stage")
-    options.setdefault("size", run.size or (DEFAULTS.tiny_size if smoke else DEFAULTS.size))
+    options.setdefault("size", run.size or DEFAULTS.size or stylizer.native_size)
     if smoke:
         options.setdefault("iterations", TINY_GATYS_ITERATIONS)
     options.setdefault("progress", sys.stderr.isatty())
