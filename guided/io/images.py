@@ -335,6 +335,22 @@ def _write_temp(target: Path, write: Callable[[IO[bytes]], object]) -> Path:
     return tmp
 
 
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (hidden temporary file, fsync, rename), as `save_image` does."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise GuidedError(f"cannot write '{path}': it is a directory")
+    _make_parent(path)
+    tmp = _write_temp(path, lambda fh: fh.write(data))
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
 def fsync_dir(folder: Path) -> None:
     """Make the rename durable; not possible on every platform, which is fine."""
     try:
