@@ -20,6 +20,7 @@ demo: setup
 	$(BIN)/python -m guided.demo --out out/demo
 
 test: setup
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
 bench: setup

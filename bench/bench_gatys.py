@@ -37,6 +37,8 @@ SHAPE = (300, 450)
 def chapter_plain(content, style, vgg19_features, iterations: int, shape=SHAPE) -> tuple[list[float], list[float]]:
     """Dive into Deep Learning §14.12 as plain PyTorch (fp32, in-place ReLUs, indices 0,5,10,19,28 / 25).
     Returns per-iteration end timestamps and totals."""
+    # Intentional copy: tests/test_gatys.py (`chapter_run`) has the same plain loop as the parity
+    # test's independent reference; the bench times the chapter as written, apart from the library.
     import torchvision
 
     T = torchvision.transforms

@@ -23,7 +23,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import PIL.Image
 import torch
 
@@ -138,7 +137,8 @@ def main() -> None:
     for n in names:
         rows.append({"name": n, "median_s": statistics.median(times[n]), "runs_s": times[n],
                      "ratio": statistics.median(times[n]) / base})
-    memory = {n: memory_in_fresh_process(n, args.size, args.steps) for n in (args.memory.split(",") if args.memory else [])}
+    names = args.memory.split(",") if args.memory else []
+    memory = {n: memory_in_fresh_process(n, args.size, args.steps) for n in names}
     for row in rows:
         row.update(memory.get(row["name"], {}))
     print(f"\nSD 1.5 architecture, random weights; {args.size}x{args.size}, {args.steps} DDIM steps, strength 1.0; "

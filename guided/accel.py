@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from guided.constants import MIXED_PRECISION
 from guided.errors import GuidedError
-
-MIXED_PRECISION = ("no", "fp16", "bf16")
 
 
 def check_mixed_precision(mixed_precision: str | None, device: str | torch.device | None) -> str:

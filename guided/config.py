@@ -8,12 +8,9 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
+from guided.constants import FAST_DECODERS, MODES
+from guided.constants import GUIDANCE_TERMS as TERMS
 from guided.errors import GuidedError
-
-#: The terms of the objective, in the order they are reported.
-TERMS = ("clip_text", "clip_style", "gram", "content", "tv")
-MODES = ("fast", "full")
-FAST_DECODERS = ("auto", "tiny", "vae-lowres")
 
 #: Gatys et al. (2016): the first ReLU of each block carries the style statistics.
 DEFAULT_GRAM_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -94,7 +91,9 @@ class GuidanceConfig:
     loss_size: int = 224
     gram_layers: tuple[str, ...] = DEFAULT_GRAM_LAYERS  # see DEFAULT_GRAM_LAYERS
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS  # see DEFAULT_CONTENT_LAYERS
-    seed: int | None = 0  # cutout randomness; an int makes guided runs reproducible, None draws fresh
+    # Cutout randomness. None: taken from the pipeline's `generator` (so the one seed of a run also
+    # decides the crops CLIP sees), or fresh when there is none; an int fixes the crops whatever the seed.
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         # JSON round trips give lists and dicts; accept them so asdict -> from_dict is lossless.
@@ -166,5 +165,6 @@ class GuidanceConfig:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(data) - known)
         if unknown:
-            raise GuidedError(f"unknown guidance setting(s) {', '.join(map(repr, unknown))}; known: {', '.join(sorted(known))}")
+            raise GuidedError(f"unknown guidance setting(s) {', '.join(map(repr, unknown))}; "
+                              f"known: {', '.join(sorted(known))}")
         return cls(**data)

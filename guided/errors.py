@@ -16,3 +16,8 @@ class WeightsNotFoundError(GuidedError, FileNotFoundError):
 
 class NonFiniteError(GuidedError, FloatingPointError):
     """A computation that produced NaN or inf where no recovery was possible."""
+
+
+def one_line(text: object) -> str:
+    """`text` (or an exception's message) folded onto one line: what the CLI prints after `error:`."""
+    return " ".join(str(text).split()) or (type(text).__name__ if isinstance(text, BaseException) else "")

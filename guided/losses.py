@@ -6,9 +6,12 @@ follows vanish in bfloat16.
 """
 from __future__ import annotations
 
-import torch
+from collections.abc import Sequence
+
 import torch.nn.functional as F
 from torch import Tensor
+
+from guided.validate import style_weights
 
 
 def gram_matrix(features: Tensor) -> Tensor:
@@ -48,14 +51,14 @@ def spherical_distance(a: Tensor, b: Tensor) -> Tensor:
     return (a - b).norm(dim=-1).div(2).clamp(max=1.0).arcsin().pow(2).mul(2)
 
 
-def blended_gram_targets(style_features: list[dict[str, Tensor]], weights: list[float],
-                         layers: list[str]) -> dict[str, Tensor]:
-    """One target Gram matrix per layer: the weighted mean over several style images."""
-    if len(style_features) != len(weights):
-        raise ValueError(f"`weights` has {len(weights)} entries for {len(style_features)} style images")
-    total = float(sum(weights))
-    if total <= 0:
-        raise ValueError(f"`weights` must sum to a positive number, got {weights}")
+def blended_gram_targets(style_features: Sequence[dict[str, Tensor]], weights: Sequence[float] | None,
+                         layers: Sequence[str]) -> dict[str, Tensor]:
+    """One target Gram matrix per layer: the weighted mean over several style images (float32).
+
+    The one blend of style images in guided: diffusion guidance, the classic path and the compare
+    metrics all call it. `weights` are relative (None: equal); see `guided.validate.style_weights`."""
+    weights = style_weights(weights, len(style_features), name="weights")
+    total = sum(weights)
     return {
         layer: sum(w / total * gram_matrix(f[layer]) for w, f in zip(weights, style_features))
         for layer in layers

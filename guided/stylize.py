@@ -9,6 +9,8 @@
 """
 from __future__ import annotations
 
+import logging
+import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -17,17 +19,25 @@ from typing import Any
 
 import PIL.Image
 
+from guided import validate
 from guided.config import GuidanceConfig
+from guided.constants import MODEL_SETS, SCHEDULER_NAMES
 from guided.errors import GuidedError
 
-MODELS = ("default", "tiny")
-#: Scheduler names of `pipelines.SCHEDULERS`, here so the CLI lists them without importing diffusers.
-SCHEDULER_NAMES = ("ddim", "pndm", "ddpm", "lms", "euler", "euler-ancestral", "heun", "dpm++", "unipc")
+logger = logging.getLogger(__name__)
+
 
 
 @dataclass(frozen=True)
 class StylizeDefaults:
-    """Defaults of `Stylizer.run`, shared with the CLI."""
+    """Defaults of `Stylizer.run`, shared with the CLI (the CLI reads them from here).
+
+    They differ from the pipeline's `__call__` defaults on purpose: the pipeline keeps diffusers'
+    own (strength 0.8, 50 steps), because its users know them and expect a drop-in replacement of
+    `StableDiffusionImg2ImgPipeline`; the app layer (CLI, Stylizer, compare, batch, web app) chooses
+    for stylization of a photo: 0.6 keeps the photo's layout, and 30 steps x 0.6 = 18 guided steps
+    cost about a third of diffusers' 50 x 0.8 = 40 while DDIM has converged by then.
+    """
 
     strength: float = 0.6  # keeps the photo's layout while leaving room for the style (img2img's usual 0.5-0.75)
     steps: int = 30  # 30 x strength = 18 denoising steps, all guided: DDIM converges well by then
@@ -102,8 +112,8 @@ class Stylizer:
         `guided.models.vgg.resolve_backbone` takes it (None: $GUIDED_VGG_WEIGHTS, else VGG-19)."""
         from guided.accel import make_accelerator
 
-        if models not in MODELS:
-            raise GuidedError(f"`models` must be one of {', '.join(MODELS)}, got {models!r}")
+        if models not in MODEL_SETS:
+            raise GuidedError(f"`models` must be one of {', '.join(MODEL_SETS)}, got {models!r}")
         scheduler = scheduler or DEFAULTS.scheduler
         accelerator = make_accelerator(device, mixed_precision)  # validates before anything loads
         if scheduler not in SCHEDULER_NAMES:
@@ -117,8 +127,8 @@ class Stylizer:
                                   "are built in code); drop one of them")
             from guided.testing import tiny_guidance_models, tiny_sd_components
 
-            print("NOTICE: --models tiny: tiny RANDOM models, a smoke test of the install; "
-                  "the output is not a real stylization.", file=sys.stderr)
+            logger.warning("NOTICE: tiny RANDOM models (--tiny), a smoke test of the install; "
+                           "the output is not a real stylization.")
             pipe = GuidedStableDiffusionImg2ImgPipeline(**tiny_sd_components(0))
             # No tiny decoder: a random AutoencoderTiny does not approximate the random VAE, so the
             # smoke run guides through the VAE at reduced resolution, the path real runs fall back to.
@@ -126,8 +136,9 @@ class Stylizer:
             info = {"stable_diffusion": "tiny random (guided.testing.tiny_sd_components, seed 0)",
                     "guidance": gm.info, "random": True}
         else:
+            from guided.constants import DEFAULT_SD_MODEL
             from guided.models.guidance import load_guidance_models
-            from guided.models.hub import DEFAULT_SD_MODEL, resolve_model_dir
+            from guided.models.hub import resolve_model_dir
 
             source = model or DEFAULT_SD_MODEL
             folder = resolve_model_dir(source, what="Stable Diffusion model",
@@ -144,6 +155,16 @@ class Stylizer:
         pipe.set_guidance_models(gm)
         return cls(pipe, gm, accelerator=accelerator, models=models, model_info=info, scheduler=scheduler,
                    load_options={"model": model, "clip": clip, "backbone": backbone})
+
+    def _check_fits_the_model(self, photo: PIL.Image.Image, size: int) -> None:
+        """The short side must survive the VAE and every UNet downsampling with at least one latent pixel."""
+        unet_downs = 2 ** (len(self.pipe.unet.config.block_out_channels) - 1)
+        need = self.pipe.vae_scale_factor * unet_downs
+        w, h = photo.size
+        if min(w, h) // 8 * 8 < need:
+            raise GuidedError(f"`size` {size} makes the content image {w}x{h} px, and the model needs at least "
+                              f"{need} px a side: raise `size` to at least {math.ceil(need * size / min(w, h))}, "
+                              "or crop the photo")
 
     def run(self, content, *, prompt: str | None = None, negative_prompt: str | None = None,
             style=(), style_weights: list[float] | None = None, strength: float | None = None,
@@ -173,9 +194,12 @@ class Stylizer:
         steps = DEFAULTS.steps if steps is None else steps
         guidance_scale = DEFAULTS.guidance_scale if guidance_scale is None else guidance_scale
         size = size or (DEFAULTS.tiny_size if self.models == "tiny" else DEFAULTS.size)
-        styles = [load_image(s, what="style image") for s in ([style] if isinstance(style, (str, Path, PIL.Image.Image)) else style)]
+        validate.diffusion_options(strength=strength, steps=steps, guidance_scale=guidance_scale, size=size)
+        style_list = [style] if isinstance(style, (str, Path, PIL.Image.Image)) else style
+        styles = [load_image(s, what="style image") for s in style_list]
         self.pipe.check_guided_inputs(prompt, strength, steps, styles, config)
         photo = resize_long_side(load_image(content, what="content image"), size)
+        self._check_fits_the_model(photo, size)
         generator = torch.Generator("cpu").manual_seed(seed)
         start = time.perf_counter()
         with self.accelerator.autocast():

@@ -3,8 +3,15 @@
 Outside code and notebooks import these names from here; they live in `guided.models.tiny` (pure
 torch and open_clip) and `guided.models.tiny_sd` (diffusers, imported only when called).
 """
-from guided.models.tiny import (TINY_CLIP_CONFIG, TINY_VGG_WIDTH, bench_guidance_models, tiny_autoencoder_tiny,
-                                tiny_clip, tiny_guidance_models, tiny_vgg)
+from guided.models.tiny import (
+                                TINY_CLIP_CONFIG,
+                                TINY_VGG_WIDTH,
+                                bench_guidance_models,
+                                tiny_autoencoder_tiny,
+                                tiny_clip,
+                                tiny_guidance_models,
+                                tiny_vgg,
+)
 from guided.models.tiny_sd import sd15_random_components, tiny_sd_components
 from guided.models.tokenizer import open_clip_tokenizer_files
 

@@ -189,7 +189,8 @@ class GuidedStableDiffusionImg2ImgPipeline(StableDiffusionImg2ImgPipeline):
         if not isinstance(num_inference_steps, int) or num_inference_steps <= 0:
             raise ValueError(f"`num_inference_steps` must be a positive integer, got {num_inference_steps!r}")
         if not isinstance(guidance, GuidanceConfig):
-            raise ValueError(f"`guidance` must be a GuidanceConfig or a dict of its fields, got {type(guidance).__name__}")
+            raise ValueError("`guidance` must be a GuidanceConfig or a dict of its fields, "
+                             f"got {type(guidance).__name__}")
 
     def _prompt_notes(self, prompt) -> list[str]:
         """Warn about (and record) prompts longer than the text encoder reads."""
@@ -391,6 +392,8 @@ class GuidedStableDiffusionImg2ImgPipeline(StableDiffusionImg2ImgPipeline):
         content01 = (image.float() / 2 + 0.5).clamp(0, 1)
         models = guidance_models if guidance_models is not None else self._load_guidance_models(guidance)
         text = " ".join(p for p in _as_list(prompt) if isinstance(p, str)).strip() or None
+        if guidance.seed is None and generator is not None:  # one seed for the noise and the CLIP cutouts
+            guidance = guidance.replace(seed=_as_list(generator)[0].initial_seed())
         objective = GuidedObjective(guidance, models, prompt=text, style_images=style_images,
                                     style_weights=style_image_weights, content_image=content01.to(device))
         notes += list(getattr(objective, "notes", []))

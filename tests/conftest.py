@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import sys
 from pathlib import Path
 
@@ -15,7 +14,7 @@ SHARED_IMAGES = SHARED / "images"
 SHARED_VGG16 = SHARED / "weights" / "vgg16-features-imagenet-ft.safetensors"
 
 sys.path.insert(0, str(TESTS))
-from nonet_guard import NetworkForbidden, install, uninstall  # noqa: E402
+from nonet_guard import install, uninstall  # noqa: E402
 
 # Subprocesses (CLI tests) get the same guard through tests/nonet/sitecustomize.py.
 os.environ["GUIDED_TEST_NO_NETWORK"] = "1"
@@ -42,6 +41,13 @@ def no_network():
     yield
     uninstall()
 
+
+@pytest.fixture(scope="session")
+def stylizer():
+    """The tiny-model `Stylizer`, loaded once for the whole run (CLI tests patch `Stylizer.load` to it)."""
+    from guided.stylize import Stylizer
+
+    return Stylizer.load(models="tiny")
 
 
 @pytest.fixture

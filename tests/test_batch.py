@@ -6,7 +6,6 @@ batch logic, not stylization; the CLI tests run the real gatys job on a random V
 from __future__ import annotations
 
 import io
-import json
 import os
 import signal
 import subprocess
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from factories import noise as _noise
 from PIL import Image, ImageOps
 
 from guided.batch import BatchSummary, param_hash, run_batch
@@ -53,11 +53,6 @@ class InvertJob:
         if self.on_run is not None:
             self.on_run(len(self.runs))
         return ImageOps.invert(image), {"kind": "test-invert", "label": label}
-
-
-def _noise(seed: int, size=(32, 32)) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
 
 
 def write_good(folder: Path) -> None:
@@ -398,16 +393,16 @@ def test_cli_gatys_batch_then_rerun(tmp_path, capsys):
     (["--iterations", "3", "--prompt", "x"], "--iterations only apply to --method gatys"),
     (["--method", "gatys", "--style", "S", "--preset", "d2l,bad.name"], "preset name 'bad.name'"),
     (["--method", "gatys", "--style", "S", "--preset", "nope"], "`preset` must be one of"),
-    (["--models", "tiny", "--preset", "ink-wash,nope"], "unknown preset 'nope'"),
-    (["--models", "tiny"], "nothing to stylize toward"),
+    (["--tiny", "--preset", "ink-wash,nope"], "unknown preset 'nope'"),
+    (["--tiny"], "nothing to stylize toward"),
     (["--method", "gatys", "--style", "S", "--prompt", "x", "--strength", "0.5"],
      "--prompt, --strength only apply to --method stylize"),
     # wrong for every image: refused before the first item instead of failing each one
-    (["--models", "tiny", "--prompt", "x", "--strength", "1.5"], "`--strength` must be in (0, 1]"),
-    (["--models", "tiny", "--prompt", "x", "--steps", "0"], "`--steps` must be a positive integer"),
-    (["--models", "tiny", "--prompt", "x", "--size", "8"], "`--size` must be at least 32"),
-    (["--models", "tiny", "--prompt", "x", "--gram-weight", "-1"], "`gram` weight must be a finite number"),
-    (["--models", "tiny", "--style", "S", "--style-weights", "1,2"], "`--style-weights` has 2 values for 1"),
+    (["--tiny", "--prompt", "x", "--strength", "1.5"], "`--strength` must be in (0, 1]"),
+    (["--tiny", "--prompt", "x", "--steps", "0"], "`--steps` must be in [1, 1000]"),
+    (["--tiny", "--prompt", "x", "--size", "8"], "`--size` must be in [32, 4096]"),
+    (["--tiny", "--prompt", "x", "--gram-weight", "-1"], "`gram` weight must be a finite number"),
+    (["--tiny", "--style", "S", "--style-weights", "1,2"], "`--style-weights` has 2 values for 1"),
 ])
 def test_cli_usage_errors_exit_2(tmp_path, capsys, extra, words):
     _square_folder(tmp_path / "in", 1)
@@ -423,7 +418,7 @@ def test_cli_stylize_batch_tiny_models(tmp_path, capsys):
     pytest.importorskip("guided.stylize", reason="the stylize path is not installed")
     folder, out = tmp_path / "in", tmp_path / "out"
     _square_folder(folder, 2)
-    argv = ["batch", folder, "-o", out, "--prompt", "ink wash painting", "--models", "tiny", "--steps", "2",
+    argv = ["batch", folder, "-o", out, "--prompt", "ink wash painting", "--tiny", "--steps", "2",
             "--no-progress"]
     assert _main(argv) == 0, capsys.readouterr().err
     meta = read_metadata(out / "img01.png.stylize.png")

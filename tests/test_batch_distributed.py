@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from factories import noise_folder as _images
 from PIL import Image
 
 from guided.batch.journal import MANIFEST, read_records
@@ -20,14 +21,6 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def _images(folder: Path, n: int) -> None:
-    (folder / "sub").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        where = folder / "sub" if i % 3 == 0 else folder
-        Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(where / f"img{i:02d}.png")
 
 
 def test_torchrun_two_processes_do_each_item_exactly_once(tmp_path):

@@ -6,9 +6,15 @@ import warnings
 import pytest
 import torch
 
-from guided.models.clip import (ClipGuide, _hub_repo_of_tag, cached_clip_weights, load_clip, random_clip,
-                         save_clip_folder)
 from guided.errors import GuidedError, WeightsNotFoundError
+from guided.models.clip import (
+    ClipGuide,
+    _hub_repo_of_tag,
+    cached_clip_weights,
+    load_clip,
+    random_clip,
+    save_clip_folder,
+)
 from guided.testing import TINY_CLIP_CONFIG, tiny_clip
 
 
@@ -144,7 +150,8 @@ def test_load_clip_folder_with_pickled_weights_uses_weights_only(clip, tmp_path)
     with torch.no_grad():
         torch.testing.assert_close(loaded.encode_text(["a fox"]), clip.encode_text(["a fox"]), rtol=0, atol=0)
     # A pickle that holds more than tensors is refused, not executed.
-    torch.save({"state_dict": clip.model.state_dict(), "extra": warnings.catch_warnings}, folder / "open_clip_pytorch_model.bin")
+    torch.save({"state_dict": clip.model.state_dict(), "extra": warnings.catch_warnings},
+               folder / "open_clip_pytorch_model.bin")
     with pytest.raises(GuidedError, match="open_clip_pytorch_model.bin"):
         load_clip(str(folder))
 

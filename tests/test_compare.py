@@ -10,18 +10,11 @@ import re
 import pytest
 
 from guided.cli import main
+from guided.compare.report import METRIC_KEYS
 from guided.demo.assets import demo_photo, painted_style
 from guided.io.images import read_metadata, save_image
-from guided.compare.report import METRIC_KEYS
 
 OUTPUTS = ("classic", "img2img", "guided", "guided_gram-0")
-
-
-@pytest.fixture(scope="module")
-def stylizer():
-    from guided.stylize import Stylizer
-
-    return Stylizer.load(models="tiny")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +36,7 @@ def report(stylizer, inputs, tmp_path_factory):
     mp.setattr(Stylizer, "load", classmethod(lambda cls, **kw: stylizer))
     try:
         code = main(["compare", str(photo), "--style", str(painting), "--prompt", "an oil painting of autumn oaks",
-                     "--models", "tiny", "--steps", "4", "--gatys-iterations", "3", "--sweep", "gram=0",
+                     "--tiny", "--steps", "4", "--gatys-iterations", "3", "--sweep", "gram=0",
                      "-o", str(out)])
     finally:
         mp.undo()
@@ -138,7 +131,7 @@ def test_bad_options_fail_before_any_model_loads(monkeypatch, capsys, inputs, tm
     monkeypatch.setattr(Stylizer, "load", classmethod(lambda cls, **kw: pytest.fail("models loaded")))
     photo, painting = inputs
     out = tmp_path / "report"
-    code = main(["compare", str(photo), "--style", str(painting), "--prompt", "x", "--models", "tiny", *argv,
+    code = main(["compare", str(photo), "--style", str(painting), "--prompt", "x", "--tiny", *argv,
                  "-o", str(out)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("guided: error:") and needle in err[0]

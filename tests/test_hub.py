@@ -71,18 +71,20 @@ def test_cached_snapshot_is_found_offline_and_checked(tmp_path):
     required = ["config.json", "diffusion_pytorch_model.safetensors|diffusion_pytorch_model.bin"]
     assert resolve_model_dir(FAKE_REPO, what="tiny decoder", required_files=required, cache_dir=tmp_path) == snapshot
     with pytest.raises(WeightsNotFoundError, match="missing: vae/config.json"):
-        resolve_model_dir(FAKE_REPO, what="model", required_files=["config.json", "vae/config.json"], cache_dir=tmp_path)
+        resolve_model_dir(FAKE_REPO, what="model", required_files=["config.json", "vae/config.json"],
+                          cache_dir=tmp_path)
 
 
 def test_model_status_rows(tmp_path):
     _fake_cache(tmp_path, FAKE_REPO, [f.split("|")[0] for f in SD_REQUIRED_FILES])
     rows = model_status(sd_model=FAKE_REPO, cache_dir=tmp_path)
-    assert {r["feature"] for r in rows} == {"stylize", "gatys", "compare"}
+    assert {r.feature for r in rows} == {"stylize", "gatys", "compare"}
     for row in rows:
-        assert set(row) == {"feature", "component", "source", "present", "where", "missing", "how", "required"}
-        assert row["present"] or (row["missing"] and row["how"])
-    sd = next(r for r in rows if r["component"] == "Stable Diffusion model")
-    assert sd["present"] and sd["where"].startswith(str(tmp_path))
+        assert set(row.to_dict()) == {"feature", "component", "source", "present", "where", "missing", "how",
+                                      "required"}
+        assert row.present or (row.missing and row.how)
+    sd = next(r for r in rows if r.component == "Stable Diffusion model")
+    assert sd.present and sd.where.startswith(str(tmp_path))
 
 
 def _run(code_or_args: list[str]) -> subprocess.CompletedProcess:
@@ -107,7 +109,8 @@ def test_guided_models_json(capsys):
 
 
 def test_guidance_modules_do_not_import_diffusers():
-    code = ("import sys, guided, guided.guidance.objective, guided.models.clip, guided.config, guided.models.hub, guided.testing; "
+    code = ("import sys, guided, guided.guidance.objective, guided.models.clip, guided.config, guided.models.hub, "
+            "guided.testing; "
             "guided.GuidanceConfig(); print(sorted(m for m in sys.modules if m.split('.')[0] in "
             "('diffusers', 'open_clip', 'transformers')))")
     out = _run(["-c", code])

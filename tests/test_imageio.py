@@ -11,16 +11,24 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from factories import noise
 from PIL import Image, PngImagePlugin, features
 
 from guided.errors import GuidedError, ImageLoadError, NonFiniteError
-from guided.io.images import (ALLOWED_FORMATS, DEFAULT_MAX_SIDE, load_image, pil_to_tensor,
-                            read_metadata, save_image, sidecar_path, tensor_to_pil)
+from guided.io.images import (
+    ALLOWED_FORMATS,
+    DEFAULT_MAX_SIDE,
+    load_image,
+    pil_to_tensor,
+    read_metadata,
+    save_image,
+    sidecar_path,
+    tensor_to_pil,
+)
 
 
 def noisy(size=(64, 48), seed=0) -> Image.Image:
-    rng = np.random.default_rng(seed)
-    return Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8), "RGB")
+    return noise(seed, size)
 
 
 def assert_one_line_naming(exc: pytest.ExceptionInfo, path: Path, *words: str) -> None:

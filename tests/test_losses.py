@@ -69,5 +69,5 @@ def test_blended_gram_targets_are_weighted_means_of_grams():
     out = blended_gram_targets([f1, f2], [1.0, 3.0], ["a"])
     expected = 0.25 * gram_matrix(f1["a"]) + 0.75 * gram_matrix(f2["a"])
     assert torch.allclose(out["a"], expected, atol=1e-7)
-    with pytest.raises(ValueError, match="`weights` has 1 entries for 2"):
+    with pytest.raises(ValueError, match="`weights` has 1 values for 2"):
         blended_gram_targets([f1, f2], [1.0], ["a"])

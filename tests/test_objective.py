@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from factories import rand_tensor as _image
+from factories import smooth_tensor as _smooth
 
 from guided.config import TERMS, GuidanceConfig, TermWindow
 from guided.errors import GuidedError
-from guided.losses import content_loss, gram_loss, gram_matrix, spherical_distance, tv_loss
 from guided.guidance.objective import GuidanceModels, GuidedObjective, loss_view
+from guided.losses import content_loss, gram_loss, gram_matrix, spherical_distance, tv_loss
 from guided.testing import tiny_guidance_models
 
 PROMPT = "an oil painting of autumn oaks"
@@ -19,16 +21,6 @@ OFF = {name: 0.0 for name in TERMS}
 @pytest.fixture(scope="module")
 def models() -> GuidanceModels:
     return tiny_guidance_models(seed=0, decoder=False)
-
-
-def _image(seed: int, h: int = 48, w: int = 64) -> torch.Tensor:
-    return torch.rand(1, 3, h, w, generator=torch.Generator().manual_seed(seed))
-
-
-def _smooth(seed: int, h: int = 48, w: int = 64) -> torch.Tensor:
-    """A smooth random image (upsampled noise): closer to a photo than white noise."""
-    small = torch.rand(1, 3, h // 8, w // 8, generator=torch.Generator().manual_seed(seed))
-    return torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
 
 
 def _config(**changes) -> GuidanceConfig:
@@ -60,8 +52,9 @@ def test_each_term_matches_its_formula(models):
                                               + clip.encode_image(loss_view(styles[1], 64)), dim=-1)
         feats = vgg(view, list(cfg.gram_layers) + list(cfg.content_layers))
         sfeats = [vgg(loss_view(s, 64), cfg.gram_layers) for s in styles]
-        gram = torch.stack([gram_loss(feats[layer], 0.75 * gram_matrix(sfeats[0][layer]) + 0.25 * gram_matrix(sfeats[1][layer]))
-                            for layer in cfg.gram_layers]).mean()
+        blend = {layer: 0.75 * gram_matrix(sfeats[0][layer]) + 0.25 * gram_matrix(sfeats[1][layer])
+                 for layer in cfg.gram_layers}
+        gram = torch.stack([gram_loss(feats[layer], blend[layer]) for layer in cfg.gram_layers]).mean()
         cfeats = vgg(loss_view(content, 64), cfg.content_layers)
         cont = torch.stack([content_loss(feats[layer], cfeats[layer]) for layer in cfg.content_layers]).mean()
     expected = {"clip_text": spherical_distance(emb, text).mean(), "clip_style": spherical_distance(emb, style).mean(),
@@ -196,7 +189,7 @@ def test_content_target_follows_the_image_aspect(models):
 
 
 def test_bad_inputs_name_the_argument(models):
-    with pytest.raises(GuidedError, match="`style_weights` has 1 entries for 2 style images"):
+    with pytest.raises(GuidedError, match=r"`style_weights` has 1 values for 2 style image\(s\)"):
         _objective(models, style_weights=[1.0])
     with pytest.raises(GuidedError, match="`style_weights` must be >= 0"):
         _objective(models, style_weights=[1.0, -1.0])

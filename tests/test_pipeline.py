@@ -4,9 +4,10 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-import PIL.Image
 import pytest
 import torch
+from factories import painting as _painting
+from factories import photo as _photo
 
 from guided import GuidanceConfig
 from guided.errors import ImageLoadError, NonFiniteError
@@ -16,18 +17,6 @@ from pipelines import SCHEDULERS, GuidedStableDiffusionImg2ImgPipeline
 TERMS = ("clip_text", "clip_style", "gram", "content", "tv")
 ZERO = {t: 0.0 for t in TERMS}
 DEFAULT = GuidanceConfig()
-
-
-def _photo(h=64, w=96, seed=0) -> PIL.Image.Image:
-    rs = np.random.RandomState(seed)
-    yy, xx = np.mgrid[0:h, 0:w]
-    base = np.stack([xx / w, yy / h, 0.5 + 0.5 * np.sin(xx / 7.0)], -1)
-    return PIL.Image.fromarray(((0.8 * base + 0.2 * rs.rand(h, w, 3)) * 255).astype("uint8"))
-
-
-def _painting(seed=1) -> PIL.Image.Image:
-    rs = np.random.RandomState(seed)
-    return PIL.Image.fromarray((np.kron(rs.rand(8, 8, 3), np.ones((8, 8, 1))) * 255).astype("uint8"))
 
 
 @pytest.fixture(scope="module")
@@ -273,8 +262,8 @@ def test_non_finite_guidance_gradient_is_skipped_and_recorded(pipe, models, monk
 
 # ------------------------------------------------------------------------------ real VGG-16
 def test_gram_and_content_guidance_with_real_vgg16(shared_images, vgg16_weights, pipe):
-    from guided.io.images import load_image
     from guided.guidance.objective import GuidanceModels
+    from guided.io.images import load_image
     from guided.models.vgg import VGGFeatures, resolve_backbone
 
     net, info = resolve_backbone(str(vgg16_weights))
@@ -294,3 +283,30 @@ def test_gram_and_content_guidance_with_real_vgg16(shared_images, vgg16_weights,
     base = go()
     assert go(gram=1.0)["gram"] < 0.97 * base["gram"]
     assert go(content=1.0)["content"] < 0.97 * base["content"]
+
+
+def test_the_seed_decides_the_clip_cutouts_too(pipe, models, monkeypatch):
+    """One seed governs a run: the noise and the random crops CLIP sees. Two seeds draw different
+    crops; the same seed twice gives the same crops and the same pixels."""
+    draws = []
+    encode = type(models.clip).encode_image
+
+    def spy(self, image01, *, cutouts=0, augment=False, generator=None):
+        if cutouts and generator is not None:
+            draws.append(generator.get_state().clone())  # the state the crops are drawn from
+        return encode(self, image01, cutouts=cutouts, augment=augment, generator=generator)
+
+    monkeypatch.setattr(type(models.clip), "encode_image", spy)
+
+    def crops_and_pixels(seed):
+        draws.clear()
+        out = run(pipe, models, seed=seed, steps=4, clip_text=1.0)
+        assert draws, "the guided steps drew no cutouts"
+        return [d for d in draws], out.images
+
+    crops_a, pixels_a = crops_and_pixels(0)
+    crops_b, pixels_b = crops_and_pixels(0)
+    crops_c, _ = crops_and_pixels(1)
+    assert all(torch.equal(x, y) for x, y in zip(crops_a, crops_b)) and len(crops_a) == len(crops_b)
+    np.testing.assert_array_equal(pixels_a, pixels_b)
+    assert not torch.equal(crops_a[0], crops_c[0])

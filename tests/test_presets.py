@@ -11,8 +11,15 @@ from pathlib import Path
 import pytest
 
 from guided.errors import GuidedError
-from guided.guidance.presets import (BUILTIN_PRESET_DIR, ENV_PRESETS_DIR, WEIGHT_KEYS, Preset, list_presets,
-                            load_preset, preset_dirs)
+from guided.guidance.presets import (
+    BUILTIN_PRESET_DIR,
+    ENV_PRESETS_DIR,
+    WEIGHT_KEYS,
+    Preset,
+    list_presets,
+    load_preset,
+    preset_dirs,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 REQUIRED_NAMES = {"ink-wash", "low-poly", "watercolor", "oil-impasto", "ukiyo-e", "pencil-sketch",

@@ -15,18 +15,11 @@ from PIL import Image
 
 from guided.cli import main
 from guided.demo.assets import demo_photo
-from guided.io.images import read_metadata, save_image
 from guided.guidance.presets import list_presets
+from guided.io.images import read_metadata, save_image
 
 GUIDED = [sys.executable, "-m", "guided"]
 PRESET_NAMES = [p.name for p in list_presets()]
-
-
-@pytest.fixture(scope="module")
-def stylizer():
-    from guided.stylize import Stylizer
-
-    return Stylizer.load(models="tiny")
 
 
 @pytest.fixture
@@ -59,7 +52,7 @@ def test_from_reruns_the_recorded_image_and_inspect_shows_it(photo, tmp_path, ca
     real_load = Stylizer.load
     # a.png from the module's Stylizer; b.png from a fresh load, as a second invocation would do.
     monkeypatch.setattr(Stylizer, "load", classmethod(lambda cls, **kw: stylizer))
-    assert main(["stylize", str(photo), "--prompt", "an ink wash painting of a portrait", "--models", "tiny",
+    assert main(["stylize", str(photo), "--prompt", "an ink wash painting of a portrait", "--tiny",
                  "--steps", "4", "--strength", "0.5", "--seed", "7", "--gram-weight", "0.25", "-o", str(a)]) == 0
     assert a.is_file() and Path(f"{a}.json").is_file()
     monkeypatch.setattr(Stylizer, "load", real_load)
@@ -79,7 +72,7 @@ def test_from_reruns_the_recorded_image_and_inspect_shows_it(photo, tmp_path, ca
 
 def test_from_with_a_changed_seed_gives_another_image(photo, tmp_path, shared_load):
     a, b = tmp_path / "a.png", tmp_path / "b.png"
-    assert main(["stylize", str(photo), "--prompt", "a pencil sketch", "--models", "tiny", "--steps", "2",
+    assert main(["stylize", str(photo), "--prompt", "a pencil sketch", "--tiny", "--steps", "2",
                  "--strength", "0.5", "-o", str(a)]) == 0
     assert main(["stylize", str(photo), "--from", str(a), "--seed", "1", "-o", str(b)]) == 0
     assert read_metadata(b)["seed"] == 1
@@ -111,7 +104,7 @@ def test_malformed_preset_names_file_and_field(photo, tmp_path, capsys, shared_l
     bad = tmp_path / "broken.json"
     bad.write_text(json.dumps({"description": "x", "prompt": "x", "negative_prompt": "", "weights": {}}))
     out = tmp_path / "out.png"
-    assert main(["stylize", str(photo), "--preset", str(bad), "--models", "tiny", "-o", str(out)]) == 2
+    assert main(["stylize", str(photo), "--preset", str(bad), "--tiny", "-o", str(out)]) == 2
     line = _one_error_line(capsys)
     assert "broken.json" in line and "`strength`" in line
     assert not out.exists()
@@ -119,7 +112,7 @@ def test_malformed_preset_names_file_and_field(photo, tmp_path, capsys, shared_l
 
 def test_unknown_preset_name_lists_the_known_ones(photo, tmp_path, capsys, shared_load):
     out = tmp_path / "out.png"
-    assert main(["stylize", str(photo), "--preset", "ink-wahs", "--models", "tiny", "-o", str(out)]) == 2
+    assert main(["stylize", str(photo), "--preset", "ink-wahs", "--tiny", "-o", str(out)]) == 2
     line = _one_error_line(capsys)
     assert "unknown preset 'ink-wahs'" in line and "did you mean 'ink-wash'" in line
     assert not out.exists()
@@ -128,7 +121,7 @@ def test_unknown_preset_name_lists_the_known_ones(photo, tmp_path, capsys, share
 @pytest.mark.parametrize("argv, needle", [
     (["--prompt", ""], "`--prompt` is empty"),
     (["--prompt", "x", "--strength", "0"], "`--strength` must be in (0, 1], got 0.0"),
-    (["--prompt", "x", "--steps", "0"], "`--steps` must be a positive integer, got 0"),
+    (["--prompt", "x", "--steps", "0"], "`--steps` must be in [1, 1000], got 0"),
     (["--prompt", "x", "--style", "MISSING"], "style image '"),
     (["--prompt", "x", "--style", "CORRUPT"], "corrupt.png"),
 ])
@@ -140,7 +133,7 @@ def test_bad_input_is_one_line_exit_2_and_no_output(photo, tmp_path, capsys, mon
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a png" * 8)
     argv = [str(tmp_path / "missing.jpg") if a == "MISSING" else str(corrupt) if a == "CORRUPT" else a for a in argv]
     out = tmp_path / "out.png"
-    assert main(["stylize", str(photo), "--models", "tiny", *argv, "-o", str(out)]) == 2
+    assert main(["stylize", str(photo), "--tiny", *argv, "-o", str(out)]) == 2
     line = _one_error_line(capsys)
     assert needle in line
     assert all(Path(a).name in line for a in argv if a.endswith((".jpg", ".png")))  # the bad file is named
@@ -170,7 +163,7 @@ def test_console_error_has_no_traceback(photo, tmp_path):
 @pytest.mark.parametrize("option", [["--backbone", "vgg16"], ["--clip", "ViT-B-16"], ["--model", "some/folder"]])
 def test_tiny_models_refuse_named_models(photo, tmp_path, capsys, option):
     out = tmp_path / "out.png"
-    assert main(["stylize", str(photo), "--prompt", "x", "--models", "tiny", *option, "-o", str(out)]) == 2
+    assert main(["stylize", str(photo), "--prompt", "x", "--tiny", *option, "-o", str(out)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"`{option[0][2:]}`" in err[0] and option[1] in err[0]
     assert not out.exists()
@@ -179,10 +172,11 @@ def test_tiny_models_refuse_named_models(photo, tmp_path, capsys, option):
 def test_from_restores_recorded_options_unless_given(tmp_path):
     import argparse
 
+    from PIL import Image
+
     from guided.cli import build_parser
     from guided.cli.stylize import apply_recorded
     from guided.io.images import save_image
-    from PIL import Image
 
     recorded = tmp_path / "recorded.png"
     save_image(Image.new("RGB", (8, 8)), recorded, metadata={

@@ -28,8 +28,14 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from guided.batch.items import BatchItem, find_images, image_extensions, plan_items
-from guided.batch.journal import MANIFEST, ManifestWriter, latest_by_output, merge_manifests, \
-    rank_manifest, read_records
+from guided.batch.journal import (
+    MANIFEST,
+    ManifestWriter,
+    latest_by_output,
+    merge_manifests,
+    rank_manifest,
+    read_records,
+)
 from guided.errors import GuidedError
 
 

@@ -12,10 +12,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from guided.errors import GuidedError
+from guided.validate import style_weights
 
 
 def _file_hash(path: str | Path, what: str) -> str:
-    from guided.models.checkpoints import sha256_file
+    from guided.io.files import sha256_file
 
     path = Path(path)
     if not path.is_file():
@@ -43,14 +44,13 @@ class GatysJob:
     def __post_init__(self) -> None:
         import inspect
 
-        from guided.gatys.transfer import stylize
         from guided.gatys.presets import get_preset, override
+        from guided.gatys.transfer import stylize
 
         if not self.styles:
             raise GuidedError("`--style` is required with --method gatys: give at least one style image")
-        blend = self.options.get("style_weights")
-        if blend is not None and len(blend) != len(self.styles):
-            raise GuidedError(f"`--style-weights` has {len(blend)} entries for {len(self.styles)} style image(s)")
+        if self.options.get("style_weights") is not None:
+            style_weights(self.options["style_weights"], len(self.styles), name="--style-weights")
         # Fail on a bad preset or option now, before any model loads or any item runs.
         default = inspect.signature(stylize).parameters["preset"].default
         for name in self.presets or (default,):
@@ -63,11 +63,14 @@ class GatysJob:
         self._style_images = None
 
     def _identify_backbone(self) -> dict:
-        from guided.models.checkpoints import ENV_VGG_WEIGHTS
+        from guided.constants import ENV_VGG_WEIGHTS
 
         name = self.backbone or os.environ.get(ENV_VGG_WEIGHTS) or "vgg19"
         path = Path(name).expanduser()
         if path.is_file():
+            from guided.models.checkpoints import load_state_dict
+
+            load_state_dict(path)  # a bad or unsafe file is refused now, before the output folder exists
             return {"file": str(path), "sha256": _file_hash(path, "`--backbone` file")}
         return {"name": name}
 
@@ -98,7 +101,7 @@ class GatysJob:
         return result.image, metadata
 
 
-_PRESET_FIELDS = {"size", "iterations", "optimizer", "mixed_precision", "original_colors"}
+_PRESET_FIELDS = {"size", "iterations", "optimizer", "mixed_precision", "preserve_color"}
 
 
 @dataclass

@@ -22,7 +22,7 @@ import os
 import re
 from pathlib import Path
 
-from guided.io.images import fsync_dir
+from guided.io.files import atomic_write
 
 MANIFEST = "manifest.jsonl"
 _RANK_FILE = re.compile(r"manifest\.rank(\d+)\.jsonl")
@@ -109,13 +109,7 @@ def merge_manifests(output_dir: Path) -> int:
                 merged.append(line)
                 present.add(line)
                 moved += 1
-    tmp = output_dir / f".{MANIFEST}.merge-{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write("".join(line + "\n" for line in merged))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, target)
-    fsync_dir(output_dir)
+    atomic_write(target, "".join(line + "\n" for line in merged))
     for path in rank_files:
         path.unlink()
     return moved

@@ -44,25 +44,25 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
         gatys.add_argument("--iterations", type=int, default=None,
                            help=f"optimisation steps ({DEFAULT.name}: {DEFAULT.iterations})").dest,
         gatys.add_argument("--optimizer", choices=OPTIMIZERS, default=None, help="optimizer").dest,
-        gatys.add_argument("--original-colors", action="store_true", default=None,
-                           help="keep the photo's colours").dest,
         gatys.add_argument("--backbone", default=None,
                            help="vgg19, vgg16, vgg19-random, vgg16-random or a weights file (default: "
                                 "$GUIDED_VGG_WEIGHTS, else vgg19)").dest,
     ]
-    parser.set_defaults(defaults={a.dest: a.default for a in parser._actions})
+    real = [a for a in parser._actions if a.default is not argparse.SUPPRESS]  # not the deprecated spellings
+    parser.set_defaults(defaults={a.dest: a.default for a in real},
+                        spellings={a.dest: a.option_strings[-1] for a in real if a.option_strings})
     parser.set_defaults(func=run, gatys_only=gatys_only, stylize_only=stylize_only)
     return parser
 
 
 # Options that mean the same for both methods; every other stylize option is refused with --method gatys.
-BOTH = ("style", "style_weights", "preset", "seed", "device", "mixed_precision", "size")
+BOTH = ("style", "style_weights", "preset", "seed", "device", "mixed_precision", "size", "preserve_color")
 
 
 def _given(args: argparse.Namespace, dests: list[str]) -> list[str]:
     """The options among `dests` that the user set (their value is not the parser's default)."""
     defaults = args.defaults
-    return [f"--{d.replace('_', '-')}" for d in dests if getattr(args, d) != defaults.get(d)]
+    return [args.spellings.get(d, f"--{d.replace('_', '-')}") for d in dests if getattr(args, d) != defaults.get(d)]
 
 
 def _presets(text: str | None) -> tuple[str, ...] | None:
@@ -102,7 +102,7 @@ def make_job(args: argparse.Namespace):
             raise GuidedError(f"{', '.join(given)} only apply to --method stylize")
 
         options = {"size": args.size, "iterations": args.iterations, "optimizer": args.optimizer,
-                   "mixed_precision": args.mixed_precision, "original_colors": args.original_colors,
+                   "mixed_precision": args.mixed_precision, "preserve_color": args.preserve_color or None,
                    "style_weights": args.style_weights}
         return GatysJob(styles=_styles(args.style), presets=presets,
                         options={k: v for k, v in options.items() if v is not None},
@@ -126,8 +126,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from guided.batch.engine import run_batch
+    from guided.io.outputs import Output, check_outputs
 
     job = make_job(args)
+    inputs = [*(args.style or []), getattr(args, "backbone", None), getattr(args, "model", None),
+              *(p for p in (args.preset or "").split(",") if p.endswith(".json"))]
+    check_outputs([Output(Path(args.output_dir), "--output", kind="folder")],
+                  inputs=[args.input_dir, *(p for p in inputs if p and Path(p).expanduser().exists())])
     cpu = getattr(args, "device", None) == "cpu"
     summary = run_batch(job, Path(args.input_dir), Path(args.output_dir), recursive=args.recursive,
                         progress=args.progress, cpu=cpu)

@@ -7,8 +7,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from guided.cli.stylize import (add_backbone_option, add_stylize_options, check_stylize_options, load_kwargs,
-                                 stylize_kwargs)
+from guided.cli.stylize import (
+    add_backbone_option,
+    add_stylize_options,
+    check_stylize_options,
+    load_kwargs,
+    stylize_inputs,
+    stylize_kwargs,
+)
+from guided.io.outputs import Output, check_outputs
 
 
 def add_parser(sub) -> None:
@@ -27,7 +34,7 @@ def add_parser(sub) -> None:
                    help="one more guided output per value of a guidance weight, e.g. clip_text=0,50,100 "
                         "(repeatable)")
     p.add_argument("--gatys-iterations", type=int, metavar="N",
-                   help="iterations of the classic path (default: its preset's; 10 with --models tiny)")
+                   help="iterations of the classic path (default: its preset's; 10 with --tiny)")
     add_stylize_options(p)
     add_backbone_option(p)
     p.set_defaults(func=run)
@@ -38,6 +45,7 @@ def _check_early(args: argparse.Namespace) -> None:
     from guided.errors import GuidedError
 
     check_stylize_options(args)
+    check_outputs([Output(Path(args.output), "--output", kind="folder", replaces=True)], inputs=stylize_inputs(args))
     if args.gatys_iterations is not None and args.gatys_iterations < 1:
         raise GuidedError(f"`--gatys-iterations` must be a positive integer, got {args.gatys_iterations}")
     if args.preset:

@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import logging
 import sys
 from pathlib import Path
 
+from guided.cli.options import add_deprecated
 from guided.errors import GuidedError
 from guided.gatys.presets import INITS, OPTIMIZERS, PRESETS
+from guided.io.outputs import Output, check_outputs
+from guided.validate import parse_floats, style_weights
 
+logger = logging.getLogger(__name__)
 _DEFAULT_PRESET = "default"
 
 
@@ -41,14 +46,6 @@ def parse_size(text: str) -> int | tuple[int, int]:
     raise GuidedError(f"`--size` must be a long side like 512 or HxW like 300x450, got {text!r}")
 
 
-def parse_floats(text: str, option: str) -> list[float]:
-    """Comma-separated numbers."""
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise GuidedError(f"`{option}` must be comma-separated numbers, got {text!r}") from None
-
-
 def add_parser(sub) -> None:
     d = PRESETS[_DEFAULT_PRESET]
     p = sub.add_parser(
@@ -63,26 +60,34 @@ def add_parser(sub) -> None:
     p.add_argument("--preset", default=_DEFAULT_PRESET,
                    help=f"one of {', '.join(PRESETS)} (default {_DEFAULT_PRESET}); every option below left "
                         "unset takes the preset's value")
-    p.add_argument("--size", help=f"long side in px (e.g. 512) or HxW (e.g. 300x450); per preset: {_per_preset('size')}")
+    p.add_argument("--size", help="long side in px (e.g. 512) or HxW (e.g. 300x450); per preset: "
+                                  f"{_per_preset('size')}")
     p.add_argument("--iterations", type=int, help=f"optimisation steps over all scales; per preset: "
                                                   f"{_per_preset('iterations')}")
     p.add_argument("--optimizer", help=f"{' or '.join(OPTIMIZERS)}; per preset: {_per_preset('optimizer')}")
     p.add_argument("--style-weights", metavar="W,W,...", help="blend weights of the STYLE images (default equal)")
-    p.add_argument("--original-colors", action=argparse.BooleanOptionalAction, default=None,
-                   help=f"luminance-only transfer: keep the photo's colours (default {d.original_colors})")
+    p.add_argument("--preserve-color", action=argparse.BooleanOptionalAction, default=None,
+                   help=f"luminance-only transfer: keep the photo's colours (default {d.preserve_color})")
+    add_deprecated(p, "--original-colors", dest="preserve_color", new="--preserve-color", nargs=0,
+                   translate=lambda _: True)
+    add_deprecated(p, "--no-original-colors", dest="preserve_color", new="--no-preserve-color", nargs=0,
+                   translate=lambda _: False)
     p.add_argument("--backbone", help="vgg19, vgg16 (torchvision ImageNet weights from the torch hub cache), "
                                       "vgg19-random / vgg16-random (explicitly RANDOM, for tests), or a local "
-                                      ".safetensors/.pth torchvision state dict (default: $GUIDED_VGG_WEIGHTS, else vgg19)")
+                                      ".safetensors/.pth torchvision state dict "
+                                      "(default: $GUIDED_VGG_WEIGHTS, else vgg19)")
     p.add_argument("--seed", type=int, default=None, help="seed of noise init and random backbones (default 0)")
     p.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: the best available)")
     p.add_argument("--mixed-precision", help=f"no, bf16 (CPU or GPU) or fp16 (GPU only); losses stay float32; "
                                              f"per preset: {_per_preset('mixed_precision')}")
     p.add_argument("--init", help=f"{' | '.join(INITS)}; per preset: {_per_preset('init')}")
-    p.add_argument("--multiscale", type=int, help=f"number of coarse-to-fine scales; per preset: {_per_preset('multiscale')}")
+    p.add_argument("--multiscale", type=int, help="number of coarse-to-fine scales; per preset: "
+                                                  f"{_per_preset('multiscale')}")
     p.add_argument("--style-scale", type=float, help="style image long side relative to the content's "
                                                      f"(none: resized to the content's exact size); per preset: "
                                                      f"{_per_preset('style_scale')}")
-    p.add_argument("--style-weight", type=float, help=f"weight of the style loss; per preset: {_per_preset('style_weight')}")
+    p.add_argument("--style-weight", type=float, help="weight of the style loss; per preset: "
+                                                      f"{_per_preset('style_weight')}")
     p.add_argument("--content-weight", type=float, help=f"weight of the content loss; per preset: "
                                                         f"{_per_preset('content_weight')}")
     p.add_argument("--tv-weight", type=float, help=f"weight of total variation; per preset: {_per_preset('tv_weight')}")
@@ -90,38 +95,47 @@ def add_parser(sub) -> None:
                                                               f"{', '.join(d.style_layers)} (default 1 each)")
     p.add_argument("--save-every", type=int, metavar="N", help="also save the image every N iterations next to OUT")
     p.add_argument("--loss-curve", metavar="PATH.png", help="write the loss curves (log scale) to this PNG")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
+
+
+def _file_or_none(value: str | None) -> str | None:
+    """A model option's value when it names a local file (an input a run must not overwrite)."""
+    return value if value and Path(value).expanduser().is_file() else None
 
 
 def run(args: argparse.Namespace) -> int:
     output = Path(args.output)
-    if output.suffix.lower() not in {".png", ".jpg", ".jpeg", ".webp"}:
-        raise GuidedError(f"`--output` must end in .png, .jpg, .jpeg or .webp, got '{output}'")
     if args.preset not in PRESETS:
         raise GuidedError(f"`--preset` must be one of {', '.join(PRESETS)}, got {args.preset!r}")
     if args.iterations is not None and args.iterations < 0:
         raise GuidedError(f"`--iterations` must be >= 0, got {args.iterations}")
     size = parse_size(args.size) if args.size is not None else None
     blend = parse_floats(args.style_weights, "--style-weights") if args.style_weights else None
-    if blend is not None and len(blend) != len(args.styles):
-        raise GuidedError(f"`--style-weights` has {len(blend)} values for {len(args.styles)} STYLE image(s)")
+    if blend is not None:
+        style_weights(blend, len(args.styles), name="--style-weights")
     layer_weights = parse_floats(args.layer_weights, "--layer-weights") if args.layer_weights else None
     for path in [args.content, *args.styles]:
         if not Path(path).is_file():
             raise GuidedError(f"input image '{path}' does not exist")
+    save_dir = output.with_name(output.stem + "_steps") if args.save_every else None
+    long_side = max(size) if isinstance(size, tuple) else (size or PRESETS[args.preset].long_side())
+    outputs = [Output(output, "--output", long_side=long_side)]
+    if args.loss_curve:
+        outputs.append(Output(Path(args.loss_curve), "--loss-curve", kind="file", suffixes=(".png",)))
+    if save_dir is not None:
+        outputs.append(Output(save_dir, "--save-every", kind="folder"))
+    check_outputs(outputs, inputs=[args.content, *args.styles, _file_or_none(args.backbone)])
 
     from guided.gatys.transfer import stylize
 
     seed = args.seed if args.seed is not None else _stylize_default("seed")
-    save_dir = output.with_name(output.stem + "_steps") if args.save_every else None
     result = stylize(args.content, args.styles, preset=args.preset, backbone=args.backbone, size=size,
                      iterations=args.iterations, optimizer=args.optimizer, mixed_precision=args.mixed_precision,
-                     seed=seed, device=args.device, style_weights=blend, original_colors=args.original_colors,
+                     seed=seed, device=args.device, style_weights=blend, preserve_color=args.preserve_color,
                      init=args.init, multiscale=args.multiscale, layer_weights=layer_weights,
                      style_scale=args.style_scale, content_weight=args.content_weight,
                      style_weight=args.style_weight, tv_weight=args.tv_weight, save_every=args.save_every,
-                     save_dir=save_dir, progress=not args.quiet)
+                     save_dir=save_dir, progress=not getattr(args, "quiet", False))
     path = result.save(output)
     if args.loss_curve and result.history:
         from guided.io.plots import plot_history
@@ -132,4 +146,7 @@ def run(args: argparse.Namespace) -> int:
           f"{result.seconds:.1f} s; final loss {last.get('total', float('nan')):.4g})")
     if result.stopped_early:
         print(f"guided: warning: stopped early: {result.stop_reason}", file=sys.stderr)
+    for note in result.notes:
+        if not result.stalled or "did not fall" not in note:  # those were already warned about
+            logger.info("gatys: %s", note)
     return 0

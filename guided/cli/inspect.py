@@ -52,16 +52,16 @@ def format_manifest(manifest: dict) -> list[str]:
 def _format_item(key: str, value: Any, indent: int) -> list[str]:
     pad = "  " * indent
     if isinstance(value, dict) and value:
-        lines = [f"{pad}{key}:"]
+        lines = [f"{pad}{_printable(key)}:"]
         for sub, item in value.items():
             lines.extend(_format_item(str(sub), item, indent + 1))
         return lines
     if isinstance(value, list) and value and any(isinstance(v, (dict, list)) for v in value):
-        lines = [f"{pad}{key}:"]
+        lines = [f"{pad}{_printable(key)}:"]
         for i, item in enumerate(value):
             lines.extend(_format_item(f"[{i}]", item, indent + 1))
         return lines
-    return [f"{pad}{key}: {_scalar(value)}"]
+    return [f"{pad}{_printable(key)}: {_scalar(value)}"]
 
 
 def _scalar(value: Any) -> str:
@@ -71,7 +71,13 @@ def _scalar(value: Any) -> str:
         return "[" + ", ".join(_scalar(v) for v in value) + "]"
     if value is None:
         return "-"
-    return str(value)
+    return _printable(str(value))
+
+
+def _printable(text: str) -> str:
+    """Control characters (newlines, escapes, ...) shown as escapes, so each key stays on one line and
+    no text in a manifest can drive the terminal."""
+    return "".join(ch if ch.isprintable() else ch.encode("unicode_escape").decode("ascii") for ch in text)
 
 
 def _format_losses(losses: dict | list) -> list[str]:
@@ -90,8 +96,8 @@ def _format_losses(losses: dict | list) -> list[str]:
     for term, values in traces.items():
         numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
         if not numbers:
-            lines.append(f"{term}: {_scalar(values)}")
+            lines.append(f"{_printable(term)}: {_scalar(values)}")
             continue
-        lines.append(f"{term}: {len(values)} values, first {numbers[0]:.6g}, last {numbers[-1]:.6g}, "
+        lines.append(f"{_printable(term)}: {len(values)} values, first {numbers[0]:.6g}, last {numbers[-1]:.6g}, "
                      f"min {min(numbers):.6g}")
     return lines

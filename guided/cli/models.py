@@ -21,28 +21,28 @@ def run(args: argparse.Namespace) -> int:
 
     rows = model_status()
     if args.json:
-        json.dump(rows, sys.stdout, indent=2)
+        json.dump([row.to_dict() for row in rows], sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write("\n".join(format_rows(rows)) + "\n")
     return 0
 
 
-def format_rows(rows: list[dict]) -> list[str]:
+def format_rows(rows) -> list[str]:
     """A table (feature, component, status, where) followed by how to get what is missing."""
     table = [("FEATURE", "COMPONENT", "STATUS", "WHERE")]
     for row in rows:
-        status = "present" if row["present"] else ("MISSING" if row["required"] else "missing (optional)")
-        table.append((row["feature"], row["component"], status, row["where"]))
+        status = "present" if row.present else ("MISSING" if row.required else "missing (optional)")
+        table.append((row.feature, row.component, status, row.where))
     widths = [max(len(r[i]) for r in table) for i in range(3)]
     lines = ["  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(r)) for r in table]
-    missing = [row for row in rows if not row["present"]]
+    missing = [row for row in rows if not row.present]
     if missing:
         lines += ["", "How to get what is missing:"]
         seen = set()
         for row in missing:
-            if row["how"] in seen:
+            if row.how in seen:
                 continue
-            seen.add(row["how"])
-            lines.append(f"- {row['component']}: {row['how']}")
+            seen.add(row.how)
+            lines.append(f"- {row.component}: {row.how}")
     return lines

@@ -2,22 +2,34 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 
+from guided.cli.options import add_deprecated
 from guided.config import GuidanceConfig
-from guided.stylize import DEFAULTS, MODELS, SCHEDULER_NAMES
+from guided.constants import (
+    DEFAULT_CLIP_MODEL,
+    DEFAULT_CLIP_PRETRAINED,
+    MIXED_PRECISION,
+    MODEL_SETS,
+    MODES,
+    SCHEDULER_NAMES,
+)
+from guided.io.outputs import Output, check_outputs
+from guided.stylize import DEFAULTS
+from guided.validate import diffusion_options, parse_floats, style_weights
 
+logger = logging.getLogger(__name__)
 _G = GuidanceConfig()
 
 
 def _weights(text: str) -> list[float]:
+    from guided.errors import GuidedError
+
     try:
-        values = [float(x) for x in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if any(v < 0 for v in values) or sum(values) <= 0:
-        raise argparse.ArgumentTypeError(f"weights must be >= 0 with a positive sum, got {text!r}")
-    return values
+        return parse_floats(text, "--style-weights")
+    except GuidedError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_stylize_options(parser: argparse.ArgumentParser) -> None:
@@ -33,7 +45,8 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance-scale", type=float, help=f"classifier-free guidance (default {DEFAULTS.guidance_scale})")
     g.add_argument("--scheduler", choices=list(SCHEDULER_NAMES),
                    help=f"denoising scheduler (default {DEFAULTS.scheduler})")
-    g.add_argument("--size", type=int, help=f"long side in pixels (default {DEFAULTS.size}; {DEFAULTS.tiny_size} with --models tiny)")
+    g.add_argument("--size", type=int,
+                   help=f"long side in pixels (default {DEFAULTS.size}; {DEFAULTS.tiny_size} with --tiny)")
     g.add_argument("--preserve-color", action="store_true", help="keep the photo's colours")
     w = parser.add_argument_group("guidance weights (0 turns a term off)")
     w.add_argument("--clip-text-weight", type=float, help=f"CLIP similarity to the prompt (default {_G.clip_text})")
@@ -41,16 +54,17 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
     w.add_argument("--gram-weight", type=float, help=f"VGG Gram (style) loss to the painting (default {_G.gram})")
     w.add_argument("--content-weight", type=float, help=f"VGG content loss to the photo (default {_G.content})")
     w.add_argument("--tv-weight", type=float, help=f"total variation (default {_G.tv})")
-    w.add_argument("--mode", choices=["fast", "full"], help=f"fast: no UNet backward; full: through the UNet (default {_G.mode})")
+    w.add_argument("--mode", choices=MODES, help=f"fast: no UNet backward; full: through the UNet (default {_G.mode})")
     r = parser.add_argument_group("run")
     r.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default {DEFAULTS.seed})")
     r.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: the best available)")
-    r.add_argument("--mixed-precision", choices=["no", "fp16", "bf16"], help="Accelerate mixed precision (default no)")
+    r.add_argument("--mixed-precision", choices=MIXED_PRECISION, help="Accelerate mixed precision (default no)")
     r.add_argument("--model", help="Stable Diffusion Hub id or local folder (default: see `guided models`)")
     r.add_argument("--clip", help="CLIP for guidance: open_clip NAME or NAME:TAG, or a local checkpoint "
-                                  "(default ViT-B-32:laion2b_s34b_b79k)")
-    r.add_argument("--models", choices=list(MODELS), default="default",
-                   help="'tiny': tiny RANDOM models, an offline smoke test of the install")
+                                  f"(default {DEFAULT_CLIP_MODEL}:{DEFAULT_CLIP_PRETRAINED})")
+    r.add_argument("--tiny", dest="models", action="store_const", const="tiny", default="default",
+                   help="run on tiny RANDOM models built in code: an offline smoke test of the install")
+    add_deprecated(r, "--models", dest="models", new="--tiny", choices=MODEL_SETS)
 
 
 def add_backbone_option(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +95,8 @@ def add_parser(sub) -> None:
     p = sub.add_parser("stylize", help="guided Stable Diffusion img2img of one photo",
                        description="Stylize a photo toward a prompt and/or reference paintings with Stable "
                                    "Diffusion img2img, every step steered by CLIP and VGG losses.")
-    p.add_argument("content", metavar="CONTENT", help="the photo")
+    p.add_argument("content", metavar="CONTENT", nargs="?",
+                   help="the photo (with --from: optional, the recorded photo when it is still there)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.png", help="output image (.png keeps the manifest)")
     p.add_argument("--from", dest="from_image", metavar="IMAGE.png",
                    help="rerun with the parameters recorded in a PNG written by guided")
@@ -93,18 +108,21 @@ def add_parser(sub) -> None:
 def check_stylize_options(args: argparse.Namespace) -> None:
     """The shared stylization options that are wrong whatever the image (stylize, compare, batch):
     caught before any model loads, and in `batch` before the first item."""
-    from guided.errors import GuidedError
     from guided.stylize import guidance_from
 
-    if args.strength is not None and not 0 < args.strength <= 1:
-        raise GuidedError(f"`--strength` must be in (0, 1], got {args.strength}")
-    if args.steps is not None and args.steps <= 0:
-        raise GuidedError(f"`--steps` must be a positive integer, got {args.steps}")
-    if args.size is not None and args.size < 32:
-        raise GuidedError(f"`--size` must be at least 32 pixels (the long side), got {args.size}")
-    if args.style_weights is not None and len(args.style_weights) != len(args.style):
-        raise GuidedError(f"`--style-weights` has {len(args.style_weights)} values for {len(args.style)} --style images")
+    diffusion_options(cli=True, strength=args.strength, steps=args.steps, guidance_scale=args.guidance_scale,
+                      size=args.size)
+    if args.style_weights is not None:
+        style_weights(args.style_weights, len(args.style), name="--style-weights")
     guidance_from(stylize_kwargs(args)["guidance"])  # each weight a finite number >= 0, named if not
+
+
+def stylize_inputs(args: argparse.Namespace) -> list:
+    """Every local file a stylize run reads (content, paintings, preset, --from image, model files):
+    what no output of the run may overwrite."""
+    candidates = [getattr(args, "content", None), *args.style, args.preset, getattr(args, "from_image", None),
+                  args.clip, getattr(args, "backbone", None), args.model]
+    return [c for c in candidates if c and Path(c).expanduser().exists()]
 
 
 def _check_early(args: argparse.Namespace) -> None:
@@ -115,10 +133,9 @@ def _check_early(args: argparse.Namespace) -> None:
     load_image(args.content, what="content image")
     for s in args.style:
         load_image(s, what="style image")
-    suffix = Path(args.output).suffix.lower()
-    if suffix not in {".png", ".jpg", ".jpeg", ".webp"}:
-        raise GuidedError(f"`--output` must end in .png, .jpg or .webp, got {args.output!r}")
     check_stylize_options(args)
+    size = args.size or (DEFAULTS.tiny_size if args.models == "tiny" else DEFAULTS.size)
+    check_outputs([Output(Path(args.output), "--output", long_side=size)], inputs=stylize_inputs(args))
     if not args.preset and not (args.prompt or "").strip() and not args.style:
         raise GuidedError("`--prompt` is empty and no --style painting was given: nothing to stylize toward")
 
@@ -132,8 +149,16 @@ def apply_recorded(args: argparse.Namespace) -> None:
     if meta.get("kind") != "stylize":
         raise GuidedError(f"`--from` image {args.from_image!r} was not written by `guided stylize`")
     p = meta["parameters"]
+    if args.content is None:
+        recorded_content = p.get("content")
+        if not recorded_content or recorded_content == "<PIL image>" or not Path(recorded_content).is_file():
+            raise GuidedError(f"CONTENT is required: the manifest of {args.from_image!r} names "
+                              f"{recorded_content!r}, which is not there; give the photo to stylize")
+        args.content = recorded_content
+        logger.info("CONTENT: %s (recorded in %s)", recorded_content, args.from_image)
     g = p.get("guidance", {})
-    recorded = {"prompt": p.get("prompt"), "negative_prompt": p.get("negative_prompt"), "style_weights": p.get("style_weights"),
+    recorded = {"prompt": p.get("prompt"), "negative_prompt": p.get("negative_prompt"),
+                "style_weights": p.get("style_weights"),
                 "strength": p.get("strength"), "steps": p.get("steps"), "guidance_scale": p.get("guidance_scale"),
                 "size": p.get("size"), "clip_text_weight": g.get("clip_text"), "clip_style_weight": g.get("clip_style"),
                 "gram_weight": g.get("gram"), "content_weight": g.get("content"), "tv_weight": g.get("tv"),
@@ -161,6 +186,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.from_image:
         apply_recorded(args)
+    elif args.content is None:
+        from guided.errors import GuidedError
+
+        raise GuidedError("CONTENT is required: give the photo to stylize (or --from IMAGE.png to rerun one)")
     _check_early(args)
     stylizer = Stylizer.load(**load_kwargs(args))
     result = stylizer.run(args.content, **stylize_kwargs(args))

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from guided.errors import GuidedError
-from guided.losses import content_loss, gram_loss, gram_matrix
+from guided.losses import blended_gram_targets, content_loss, gram_loss
 
 if TYPE_CHECKING:
     from guided.models.clip import ClipGuide
@@ -107,16 +107,10 @@ def gram_targets(vgg: VGGFeatures, styles01: Sequence[Tensor], layers: Sequence[
                  weights: Sequence[float] | None = None) -> dict[str, Tensor]:
     """Per layer, the weighted mean Gram matrix of several style images (one image: its Gram)."""
     layers = _check_layers(layers)
-    weights = [1.0] * len(styles01) if weights is None else [float(w) for w in weights]
-    if len(weights) != len(styles01) or not styles01 or sum(weights) <= 0:
-        raise GuidedError(f"`weights` {weights} do not fit {len(styles01)} style image(s)")
-    total = sum(weights)
-    out: dict[str, Tensor] = {}
-    for w, style in zip(weights, styles01):
-        feats = _features(vgg, style, layers, "styles01")
-        for layer in layers:
-            out[layer] = out.get(layer, 0) + (w / total) * gram_matrix(feats[layer])
-    return out
+    if not styles01:
+        raise GuidedError("`styles01` is empty: give at least one style image")
+    feats = [_features(vgg, style, layers, "styles01") for style in styles01]
+    return blended_gram_targets(feats, weights, layers)
 
 
 @torch.no_grad()

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-import mmap
 import os
-import re
-import resource
 import shutil
 import sys
 from collections.abc import Sequence
@@ -26,10 +23,13 @@ from typing import Any
 
 import PIL.Image
 
-from guided.config import TERMS, GuidanceConfig
+from guided import validate
 from guided.compare.memory import PeakMemory
+from guided.config import TERMS, GuidanceConfig
+from guided.constants import GATYS_TERMS, MODEL_SETS
 from guided.errors import GuidedError
-from guided.stylize import DEFAULTS, MODELS
+from guided.io.images import describe_source
+from guided.stylize import DEFAULTS
 
 #: Caption of the unedited photo for `clip_direction` (the edit goes from it to the prompt). Generic
 #: on purpose: the user's photo has no caption, and "a photo" is the neutral source of such edits.
@@ -38,7 +38,7 @@ SOURCE_PROMPT = "a photo"
 TINY_GATYS_ITERATIONS = 10
 #: File names written into the report folder (besides one PNG + sidecar per output).
 FILES = ("grid.png", "curves.png", "metrics.json", "metrics.md", "report.html")
-SMOKE_LABEL = ("SMOKE RUN: tiny RANDOM models (--models tiny). These images and numbers test the install; "
+SMOKE_LABEL = ("SMOKE RUN: tiny RANDOM models (--tiny). These images and numbers test the install; "
                "they are not stylizations. Real results need the real weights: run `guided models`.")
 
 
@@ -52,6 +52,45 @@ class CompareReport:
     files: dict[str, Path] = field(default_factory=dict)
     smoke: bool = False
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Stage:
+    """One output of a compare run: the image, what made it, and what it cost."""
+
+    name: str  # file stem in the report folder: classic, img2img, guided, guided_<term>-<value>
+    label: str  # caption in the grid and tables
+    image: PIL.Image.Image
+    metadata: dict  # the image's manifest
+    seconds: float  # wall time of the stage
+    peak_mb: float | None  # peak resident memory during the stage (see PeakMemory.method)
+    history: list[dict]  # per-term losses per iteration or denoising step, for the curves
+    xlabel: str  # what one history entry is ("iteration", "denoising step")
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Run:
+    """What every stage of one compare run shares (built by `compare` from its keyword arguments)."""
+
+    stylizer: Any
+    photo: PIL.Image.Image
+    paintings: list[PIL.Image.Image]
+    content: Any  # as the user gave it (path or image), for the manifest
+    style_list: list
+    style_weights: Sequence[float] | None
+    prompt: str | None  # the prompt, or the preset's
+    run_kwargs: dict  # Stylizer.run options shared by every diffusion stage
+    guidance: dict
+    sweep: dict[str, list[float]]
+    seed: int
+    folder: Path
+    smoke: bool
+    gatys_preset: str
+    gatys_options: dict
+    size: int | None
+    source_prompt: str
+    command: str | None
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -125,8 +164,9 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     The folder appears complete or not at all: it is written next to `out_dir` and renamed."""
     from guided.io.images import load_image
 
-    if models not in MODELS:
-        raise GuidedError(f"`models` must be one of {', '.join(MODELS)}, got {models!r}")
+    if models not in MODEL_SETS:
+        raise GuidedError(f"`models` must be one of {', '.join(MODEL_SETS)}, got {models!r}")
+    validate.diffusion_options(strength=strength, steps=steps, guidance_scale=guidance_scale, size=size)
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     sweep = parse_sweep(sweep)
@@ -154,9 +194,9 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        report = _run_all(stylizer, photo, paintings, content, style_list, style_weights, text, run_kwargs,
-                          guidance or {}, sweep, seed, tmp, smoke, gatys_preset, dict(gatys_options or {}), size,
-                          source_prompt, command)
+        report = _run_all(_Run(stylizer, photo, paintings, content, style_list, style_weights, text, run_kwargs,
+                               dict(guidance or {}), sweep, seed, tmp, smoke, gatys_preset, dict(gatys_options or {}),
+                               size, source_prompt, command))
         _publish(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -166,66 +206,64 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     return report
 
 
-def _run_all(stylizer, photo, paintings, content, style_list, style_weights, prompt, run_kwargs, guidance, sweep,
-             seed, folder: Path, smoke: bool, gatys_preset, gatys_options, size, source_prompt, command):
+def _run_all(run: _Run) -> CompareReport:
     from guided.io.images import save_image
 
     memory = PeakMemory()
     notes: list[str] = []
-    outputs: list[dict] = []  # name, label, image, metadata, seconds, peak, history, xlabel
+    outputs: list[Stage] = []
 
     # 1. Classic neural style transfer on the Stylizer's own VGG (needs a painting).
-    if paintings:
-        outputs.append(_classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_preset,
-                                gatys_options, size, memory))
+    if run.paintings:
+        outputs.append(_classic(run, memory))
     else:
         notes.append("classic: skipped, classic neural style transfer needs a style painting (--style)")
 
     # 2. Plain img2img: every guidance weight 0 is exactly diffusers' img2img (tested in issue 3).
     zero = GuidanceConfig(**{t: 0.0 for t in TERMS})
-    outputs.append(_stylize_stage(stylizer, content, run_kwargs, zero, "img2img", "img2img (no guidance)", memory))
+    outputs.append(_stylize_stage(run, zero, "img2img", "img2img (no guidance)", memory))
 
     # 3. Guided img2img, then one guided run per swept value.
-    outputs.append(_stylize_stage(stylizer, content, run_kwargs, dict(guidance), "guided", "guided", memory))
-    for term, values in sweep.items():
+    outputs.append(_stylize_stage(run, dict(run.guidance), "guided", "guided", memory))
+    for term, values in run.sweep.items():
         for value in values:
             name = f"guided_{term}-{value:g}"
-            outputs.append(_stylize_stage(stylizer, content, run_kwargs, {**guidance, term: value}, name,
-                                          f"guided {term}={value:g}", memory))
+            outputs.append(_stylize_stage(run, {**run.guidance, term: value}, name, f"guided {term}={value:g}",
+                                          memory))
     for out in outputs:
-        notes += [f"{out['name']}: {n}" for n in out.get("notes", [])]
+        notes += [f"{out.name}: {n}" for n in out.notes]
 
     # 4. Score every image with the already loaded CLIP and VGG.
     from guided.compare.metrics import load_lpips
 
     lpips = load_lpips()
     notes.append(lpips.note)
-    scorer = _Scorer(stylizer.guidance_models, photo, paintings, style_weights, prompt, source_prompt, lpips)
+    scorer = _Scorer(run.stylizer.guidance_models, run.photo, run.paintings, run.style_weights, run.prompt,
+                     run.source_prompt, lpips)
     notes += scorer.notes
     rows = [{"name": "photo", "label": "photo (input, reference)", "file": None,
-             "metrics": scorer.score(photo, None, None)}]
+             "metrics": scorer.score(run.photo, None, None)}]
     for out in outputs:
-        path = save_image(out["image"], folder / f"{out['name']}.png", metadata=out["metadata"])
-        rows.append({"name": out["name"], "label": out["label"], "file": path.name,
-                     "metrics": scorer.score(out["image"], out["seconds"], out["peak"])})
+        path = save_image(out.image, run.folder / f"{out.name}.png", metadata=out.metadata)
+        rows.append({"name": out.name, "label": out.label, "file": path.name,
+                     "metrics": scorer.score(out.image, out.seconds, out.peak_mb)})
 
     # 5. The report files.
-    return _write_report(folder, photo, paintings, outputs, rows, notes, memory, stylizer, smoke, prompt,
-                         content, style_list, seed, sweep, command)
+    return _write_report(run, outputs, rows, notes, memory)
 
 
-def _classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_preset, options: dict, size,
-             memory: PeakMemory) -> dict:
+def _classic(run: _Run, memory: PeakMemory) -> Stage:
     from torch import nn
 
     from guided.gatys.transfer import stylize as gatys_stylize
 
+    stylizer, smoke, options = run.stylizer, run.smoke, dict(run.gatys_options)
     vgg = stylizer.guidance_models.vgg
     backbone = nn.Sequential(*vgg.body)  # the same modules: no second VGG in memory
     for key in ("backbone", "seed", "device", "style_weights", "preset"):
         if key in options:
             raise GuidedError(f"`gatys_options` may not set `{key}`: compare sets it for every stage")
-    options.setdefault("size", size or (DEFAULTS.tiny_size if smoke else DEFAULTS.size))
+    options.setdefault("size", run.size or (DEFAULTS.tiny_size if smoke else DEFAULTS.size))
     if smoke:
         options.setdefault("iterations", TINY_GATYS_ITERATIONS)
     options.setdefault("progress", sys.stderr.isatty())
@@ -233,32 +271,29 @@ def _classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_pr
     # under the Stylizer's feet by a classic run at another precision.
     options.setdefault("mixed_precision", stylizer.accelerator.mixed_precision)
     memory.reset()
-    result = gatys_stylize(content, style_list, preset=gatys_preset, backbone=backbone, seed=seed,
-                           device=str(stylizer.accelerator.device), style_weights=style_weights, **options)
+    result = gatys_stylize(run.content, run.style_list, preset=run.gatys_preset, backbone=backbone, seed=run.seed,
+                           device=str(stylizer.accelerator.device), style_weights=run.style_weights, **options)
     peak = memory.peak_mb()
     vgg_info = stylizer.model_info.get("guidance", {}).get("vgg", {})
     metadata = dict(result.metadata)
     # gatys only sees "a user module"; say what that module really is.
     metadata["models"] = {"backbone": {"shared_with": "the guidance VGG of this compare run", "vgg": vgg_info}}
     metadata["random_backbone"] = bool(stylizer.model_info.get("random"))
-    label = f"classic (Gatys, {gatys_preset} preset)" + (", tiny random VGG" if smoke else "")
-    notes = [f"stopped early: {result.stop_reason}"] if result.stopped_early else []
-    losses = ("total", "content", "style", "tv")  # weighted terms; not bookkeeping such as evaluations
-    history = [{k: h[k] for k in losses if k in h} for h in result.history]
-    return {"name": "classic", "label": label, "image": result.image, "metadata": metadata,
-            "seconds": round(result.seconds, 3), "peak": peak, "history": history, "xlabel": "iteration",
-            "notes": notes}
+    label = f"classic (Gatys, {run.gatys_preset} preset)" + (", tiny random VGG" if smoke else "")
+    notes = ([f"stopped early: {result.stop_reason}"] if result.stopped_early else []) + list(result.notes)
+    # The weighted terms only, not bookkeeping such as evaluations.
+    history = [{k: h[k] for k in GATYS_TERMS if k in h} for h in result.history]
+    return Stage("classic", label, result.image, metadata, round(result.seconds, 3), peak, history, "iteration", notes)
 
 
-def _stylize_stage(stylizer, content, run_kwargs: dict, guidance, name: str, label: str, memory: PeakMemory) -> dict:
+def _stylize_stage(run: _Run, guidance, name: str, label: str, memory: PeakMemory) -> Stage:
     memory.reset()
-    result = stylizer.run(content, guidance=guidance, **run_kwargs)
+    result = run.stylizer.run(run.content, guidance=guidance, **run.run_kwargs)
     peak = memory.peak_mb()
     terms = [{k: v for k, v in h.items() if k in TERMS or k == "step"} for h in result.loss_history]
     history = terms if any(len(h) > 1 for h in terms) else []
-    return {"name": name, "label": label, "image": result.image, "metadata": result.metadata,
-            "seconds": round(result.seconds, 3), "peak": peak, "history": history, "xlabel": "denoising step",
-            "notes": result.notes}
+    return Stage(name, label, result.image, result.metadata, round(result.seconds, 3), peak, history,
+                 "denoising step", list(result.notes))
 
 
 class _Scorer:
@@ -267,9 +302,9 @@ class _Scorer:
     def __init__(self, models, photo, paintings, style_weights, prompt, source_prompt, lpips):
         import torch
 
-        from guided.io.images import pil_to_tensor
         from guided.compare.metrics import gram_targets
         from guided.guidance.objective import loss_view
+        from guided.io.images import pil_to_tensor
 
         self.models, self.lpips, self.notes = models, lpips, []
         config = GuidanceConfig()
@@ -283,11 +318,9 @@ class _Scorer:
         self.style_embedding = None
         self.grams = None
         if self.paintings:
-            weights = list(style_weights) if style_weights else [1.0] * len(self.paintings)
+            weights = validate.style_weights(style_weights, len(self.paintings))
             with torch.no_grad():
-                embeds = torch.cat([models.clip.encode_image(p) for p in self.paintings])
-                w = torch.tensor(weights, device=embeds.device).view(-1, 1)
-                self.style_embedding = torch.nn.functional.normalize((w * embeds).sum(0, keepdim=True), dim=-1)
+                self.style_embedding = models.clip.style_target(self.paintings, weights)
             self.grams = gram_targets(models.vgg, self.paintings, self.gram_layers, weights)
         else:
             self.notes.append("clip_style, gram: null, no style painting given")
@@ -319,19 +352,20 @@ class _Scorer:
         return out
 
 
-def _write_report(folder: Path, photo, paintings, outputs, rows, notes, memory, stylizer, smoke, prompt, content,
-                  style_list, seed, sweep, command) -> CompareReport:
-    from guided.io.manifest import build_manifest, json_safe
+def _write_report(run: _Run, outputs: list[Stage], rows: list[dict], notes: list[str],
+                  memory: PeakMemory) -> CompareReport:
     from guided.compare.report import make_grid, metrics_markdown, plot_curves, render_html
+    from guided.io.manifest import build_manifest, json_safe
 
+    folder, photo, paintings, stylizer, smoke = run.folder, run.photo, run.paintings, run.stylizer, run.smoke
     title = "guided compare" + (" — SMOKE RUN (tiny random models)" if smoke else "")
     cells = [("photo", photo)] + [(f"style {i + 1}" if len(paintings) > 1 else "style", p)
                                   for i, p in enumerate(paintings)]
-    cells += [(o["label"], o["image"]) for o in outputs]
+    cells += [(o.label, o.image) for o in outputs]
     grid = make_grid(cells, title="SMOKE RUN: tiny random models, not stylizations" if smoke else None)
     files = {"grid": folder / "grid.png"}
     grid.save(files["grid"], format="PNG")
-    panels = [(o["label"], o["history"], o["xlabel"]) for o in outputs if o["history"]]
+    panels = [(o.label, o.history, o.xlabel) for o in outputs if o.history]
     if panels:
         files["curves"] = plot_curves(panels, folder / "curves.png")
     else:
@@ -339,10 +373,11 @@ def _write_report(folder: Path, photo, paintings, outputs, rows, notes, memory, 
     notes.append(f"peak_memory_mb: {memory.method}")
     notes.append("seconds: one timed run per output, not a median; the first diffusion stage (img2img) also pays "
                  "one-time warm-up costs")
-    inputs = {"content": _describe(content), "style": [_describe(s) for s in style_list] or None,
-              "prompt": prompt, "seed": seed, "sweep": sweep or None, "models": stylizer.models,
+    inputs = {"content": describe_source(run.content),
+              "style": [describe_source(s) for s in run.style_list] or None,
+              "prompt": run.prompt, "seed": run.seed, "sweep": run.sweep or None, "models": stylizer.models,
               "device": str(stylizer.accelerator.device), "precision": stylizer.accelerator.mixed_precision}
-    document = build_manifest(kind="compare", parameters=inputs, seed=seed, models=stylizer.model_info,
+    document = build_manifest(kind="compare", parameters=inputs, seed=run.seed, models=stylizer.model_info,
                               device=str(stylizer.accelerator.device), precision=stylizer.accelerator.mixed_precision,
                               extra={"smoke_run": smoke, "label": SMOKE_LABEL if smoke else None,
                                      "metric_keys": [k for k, _ in _columns()], "metric_definitions": dict(_columns()),
@@ -357,7 +392,7 @@ def _write_report(folder: Path, photo, paintings, outputs, rows, notes, memory, 
     files["report.html"] = folder / "report.html"
     files["report.html"].write_text(
         render_html(title=title, smoke=SMOKE_LABEL if smoke else None, inputs=inputs, grid_png=files["grid"],
-                    curves_png=files.get("curves"), rows=rows, notes=notes, command=command), encoding="utf-8")
+                    curves_png=files.get("curves"), rows=rows, notes=notes, command=run.command), encoding="utf-8")
     for row in rows:
         if row["file"]:
             files[row["name"]] = folder / row["file"]
@@ -368,7 +403,3 @@ def _columns():
     from guided.compare.report import METRIC_COLUMNS
 
     return METRIC_COLUMNS
-
-
-def _describe(source) -> str:
-    return "<PIL image>" if isinstance(source, PIL.Image.Image) else str(source)

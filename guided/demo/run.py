@@ -22,8 +22,9 @@ def _notice(text: str) -> None:
 
 def choose_backbone() -> tuple[str, bool]:
     """($GUIDED_VGG_WEIGHTS or 'vgg19' when its weights are present, else 'vgg19-random'; real?)."""
+    from guided.constants import ENV_VGG_WEIGHTS
+    from guided.models.checkpoints import torch_hub_checkpoint
     from guided.models.vgg import URLS
-    from guided.models.checkpoints import ENV_VGG_WEIGHTS, torch_hub_checkpoint
 
     if os.environ.get(ENV_VGG_WEIGHTS):
         return os.environ[ENV_VGG_WEIGHTS], True
@@ -36,7 +37,7 @@ def diffusion_models_present() -> bool:
     """Whether every model `guided stylize` needs by default is on this machine."""
     from guided.models.status import model_status
 
-    return all(row["present"] for row in model_status() if row["feature"] == "stylize" and row["required"])
+    return all(row.present for row in model_status() if row.feature == "stylize" and row.required)
 
 
 def run(out: Path, *, quick: bool = False) -> Path:
@@ -50,7 +51,8 @@ def run(out: Path, *, quick: bool = False) -> Path:
     photo, style = demo_photo(), painted_style()
     save_image(photo, out / "content.png", metadata={"kind": "demo input", "source": "matplotlib grace_hopper.jpg"})
     save_image(style, out / "style.png", metadata={"kind": "demo input", "source": "guided.demo.assets.painted_style"})
-    lines = ["# guided demo", "", f"Content: matplotlib's sample photo (grace_hopper.jpg). Style: a procedural painting.", ""]
+    lines = ["# guided demo", "",
+             "Content: matplotlib's sample photo (grace_hopper.jpg). Style: a procedural painting.", ""]
 
     # 1. Classic neural style transfer
     backbone, real = choose_backbone()

@@ -83,7 +83,7 @@ class FastStylizer:
         """A network from `.safetensors` (PyTorch) or `.onnx` (onnxruntime, CPU)."""
         from guided.accel import check_mixed_precision
         from guided.fast.checkpoint import load_network
-        from guided.models.checkpoints import sha256_file
+        from guided.io.files import sha256_file
 
         path = Path(path)
         mp = check_mixed_precision(mixed_precision, device)

@@ -81,7 +81,7 @@ def check_output(output: str | Path, fmt: str) -> Path:
 
 
 def _publish(tmp: Path, output: Path) -> None:
-    from guided.io.images import fsync_dir
+    from guided.io.files import fsync_dir
 
     output.parent.mkdir(parents=True, exist_ok=True)
     os.replace(tmp, output)

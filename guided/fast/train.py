@@ -196,7 +196,7 @@ def term_scales(objective, photos: Tensor, content_layers: Sequence[str]) -> dic
 
 def _load_styles(styles: Sequence) -> tuple[list[Tensor], list[dict]]:
     from guided.io.images import load_image, pil_to_tensor
-    from guided.models.checkpoints import sha256_file
+    from guided.io.files import sha256_file
 
     images, described = [], []
     for source in styles:

@@ -9,10 +9,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from guided.models.vgg import IMAGENET_MEAN, IMAGENET_STD
-
-_MEAN = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-_STD = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+from guided.models.vgg import imagenet_normalize as normalize
 
 
 def output_size(image: Image.Image, size: int | tuple[int, int]) -> tuple[int, int]:
@@ -34,16 +31,6 @@ def style_size(style: Image.Image, content_hw: tuple[int, int], style_scale: flo
     if style_scale is None:
         return content_hw
     return tuple(max(16, v) for v in output_size(style, max(16, round(max(content_hw) * style_scale))))
-
-
-def normalize(image01: Tensor) -> Tensor:
-    """ImageNet mean/std normalisation of RGB in [0, 1]."""
-    return (image01 - _MEAN.to(image01)) / _STD.to(image01)
-
-
-def denormalize(x: Tensor) -> Tensor:
-    """Back to RGB in [0, 1], clamped (the chapter's postprocess)."""
-    return (x * _STD.to(x) + _MEAN.to(x)).clamp(0, 1)
 
 
 def preprocess(image: Image.Image, hw: tuple[int, int]) -> Tensor:

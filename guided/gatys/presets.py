@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields, replace
 
+from guided.constants import MAX_SIDE
 from guided.errors import GuidedError
+from guided.validate import number
 
 OPTIMIZERS = ("adam", "lbfgs")
 # Step size and schedule an optimizer gets when a run switches to it from its preset's optimizer:
@@ -61,9 +63,13 @@ class GatysPreset:
     # The chapter computes in float32; bf16 is an opt-in speed-up.
     mixed_precision: str = "no"
     # Luminance-only transfer keeps the photo's colours; the chapter transfers colour too.
-    original_colors: bool = False
+    preserve_color: bool = False
     # torchvision VGG's max pooling, as the chapter uses; "avg" is what Gatys et al. preferred.
     pool: str = "max"
+
+    def long_side(self) -> int:
+        """The largest side of the result in pixels (an (h, w) size gives its larger value)."""
+        return max(self.size) if isinstance(self.size, tuple) else self.size
 
     def help(self, name: str) -> str:
         """The value of a field for CLI help texts."""
@@ -138,21 +144,23 @@ def check_preset(p: GatysPreset) -> GatysPreset:
         raise GuidedError(f"`optimizer` must be one of {', '.join(OPTIMIZERS)}, got {p.optimizer!r}")
     if p.init not in INITS:
         raise GuidedError(f"`init` must be one of {', '.join(INITS)}, got {p.init!r}")
-    if not isinstance(p.iterations, int) or p.iterations < 0:
-        raise GuidedError(f"`iterations` must be a non-negative integer, got {p.iterations!r}")
-    if not isinstance(p.multiscale, int) or p.multiscale < 1:
-        raise GuidedError(f"`multiscale` must be a positive integer, got {p.multiscale!r}")
-    if p.style_scale is not None and not p.style_scale > 0:
-        raise GuidedError(f"`style_scale` must be positive, got {p.style_scale!r}")
+    number(p.iterations, "iterations", low=0, high=1_000_000, integer=True)
+    number(p.multiscale, "multiscale", low=1, high=8, integer=True)  # 8 halvings: a 16 px coarsest scale at 2048
+    if p.style_scale is not None:
+        number(p.style_scale, "style_scale", low=0, high=16, low_open=True)
+    number(p.lr_step, "lr_step", low=0, integer=True)
+    number(p.lr_gamma, "lr_gamma", low=0, high=1, low_open=True)
+    if p.final_fraction is not None:
+        number(p.final_fraction, "final_fraction", low=0, high=1, low_open=True)
     if not p.style_layers and not p.content_layers:
         raise GuidedError("`style_layers` and `content_layers` are both empty")
     if p.layer_weights is not None and len(p.layer_weights) != len(p.style_layers):
         raise GuidedError(f"`layer_weights` has {len(p.layer_weights)} entries for "
                           f"{len(p.style_layers)} style layers {list(p.style_layers)}")
+    for i, w in enumerate(p.layer_weights or ()):
+        number(w, f"layer_weights[{i}]", low=0)
     for name in ("content_weight", "style_weight", "tv_weight", "lr"):
-        value = getattr(p, name)
-        if not value >= 0 or value != value:
-            raise GuidedError(f"`{name}` must be a non-negative number, got {value!r}")
+        number(getattr(p, name), name, low=0)
     check_size(p.size)
     return p
 
@@ -162,13 +170,11 @@ def check_size(size: object) -> int | tuple[int, int]:
     if isinstance(size, bool):
         raise GuidedError(f"`size` must be a positive int or (h, w), got {size!r}")
     if isinstance(size, int):
-        if size < 16:
-            raise GuidedError(f"`size` must be at least 16 pixels, got {size!r}")
-        return size
+        return number(size, "size", low=16, high=MAX_SIDE, integer=True)
     if isinstance(size, (tuple, list)) and len(size) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) and v >= 16 for v in size):
+            isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= MAX_SIDE for v in size):
         return (int(size[0]), int(size[1]))
-    raise GuidedError(f"`size` must be a positive int (long side, >= 16) or (h, w), each >= 16, got {size!r}")
+    raise GuidedError(f"`size` must be a long side or (h, w), each an integer in [16, {MAX_SIDE}], got {size!r}")
 
 
 def override(p: GatysPreset, **options: object) -> GatysPreset:

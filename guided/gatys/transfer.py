@@ -12,6 +12,7 @@ are float32 even when the network runs under bf16 autocast.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 import time
@@ -24,12 +25,17 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from guided.errors import GuidedError
+from guided import validate
 from guided.color import transfer_luminance
-from guided.gatys.images import denormalize, initial_image, output_size, preprocess, scaled, style_size
-from guided.gatys.presets import PRESETS, GatysPreset, get_preset, override
-from guided.losses import content_loss, gram_loss, gram_matrix, tv_loss
-from guided.models.vgg import BackboneInfo, VGGFeatures, resolve_backbone
+from guided.errors import GuidedError
+from guided.gatys.images import initial_image, output_size, preprocess, scaled, style_size
+from guided.gatys.presets import OPTIMIZER_DEFAULTS, PRESETS, GatysPreset, get_preset, override
+from guided.io.images import describe_source
+from guided.losses import blended_gram_targets, content_loss, gram_loss, tv_loss
+from guided.models.vgg import BackboneInfo, VGGFeatures, min_side, resolve_backbone
+from guided.models.vgg import imagenet_denormalize as denormalize
+
+logger = logging.getLogger(__name__)
 
 ImageInput = str | Path | Image.Image
 
@@ -61,14 +67,11 @@ class GatysObjective(nn.Module):
         with autocast():
             feats = self.features(content, self.content_layers, normalized=True)
         self.content_targets = {k: v.float() for k, v in feats.items()}
-        grams = {layer: torch.zeros(()) for layer in self.style_layers}
-        total = float(sum(blend))
-        for weight, style in zip(blend, styles):
+        style_feats = []
+        for style in styles:
             with autocast():
-                sf = self.features(style, self.style_layers, normalized=True)
-            for layer in self.style_layers:
-                grams[layer] = grams[layer] + weight / total * gram_matrix(sf[layer])
-        self.gram_targets = grams
+                style_feats.append(self.features(style, self.style_layers, normalized=True))
+        self.gram_targets = blended_gram_targets(style_feats, blend, self.style_layers)
         targets = {**self.content_targets, **self.gram_targets}
         # Relative losses divide each layer's MSE by its target's mean square: the weights then mean
         # the same for any network, whatever the scale of its activations (random or pretrained).
@@ -101,6 +104,10 @@ class GatysResult:
     preset: GatysPreset
     stopped_early: bool = False
     stop_reason: str | None = None
+    #: True when some scale's objective did not fall (said in `notes` and on the console).
+    stalled: bool = False
+    #: Optimiser events: L-BFGS memory resets, an Adam fallback, a scale that did not progress.
+    notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
     tensor: Tensor | None = field(default=None, repr=False)  # final image, normalised space
 
@@ -148,6 +155,8 @@ class _Run:
     last_good: Tensor | None = None
     stop_reason: str | None = None
     evaluations: int = 0
+    notes: list[str] = field(default_factory=list)  # optimiser events a user should know about
+    stalled: bool = False  # some scale ended without progress even after the guards below
 
 
 def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) -> Tensor:
@@ -158,6 +167,7 @@ def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) ->
     """
     x = x.detach().contiguous().clone().requires_grad_(True)
     opt, sched = _make_optimizer(x, p)
+    first = len(run.history)
     size = list(x.shape[-2:])
     step = {"first": True}
 
@@ -177,14 +187,19 @@ def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) ->
         losses["total"].backward()
         return losses["total"]
 
+    adam, failed_in_a_row = p.optimizer == "adam", 0
     for _ in range(steps):
         step["first"] = True
-        if p.optimizer == "adam":
+        if adam:
             closure()
             if run.stop_reason is None:
                 opt.step()
         else:
+            before = x.detach().clone()
             opt.step(closure)
+            failed_in_a_row = failed_in_a_row + 1 if torch.equal(before, x.detach()) else 0
+            if failed_in_a_row and run.stop_reason is None:
+                opt, sched, adam = _after_a_failed_step(run, opt, sched, x, failed_in_a_row, size)
         if run.stop_reason is not None:
             break
         run.history[-1]["evaluations"] = run.evaluations
@@ -193,7 +208,44 @@ def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) ->
         bar.update(1)
         bar.set_postfix(loss=f"{run.history[-1]['total']:.4g}", refresh=False)
         on_step(len(run.history), x)
+    _check_progress(run, first, size)
     return x.detach() if run.stop_reason is None else run.last_good
+
+
+def _check_progress(run: _Run, first: int, size: list[int]) -> None:
+    """A scale whose objective did not fall is said so, in the result and on the console."""
+    totals = [h["total"] for h in run.history[first:]]
+    if run.stop_reason is None and len(totals) > 1 and not totals[-1] < totals[0]:
+        run.stalled = True
+        run.notes.append(f"the objective did not fall at {size[0]}x{size[1]} ({totals[0]:.4g} -> {totals[-1]:.4g} "
+                         f"over {len(totals)} iterations)")
+        logger.warning("gatys: %s", run.notes[-1])
+
+
+#: Adam's step size when it takes over from a failed L-BFGS: a tenth of its own default (0.3 on the
+#: normalised image), since it refines an image L-BFGS already brought near a minimum.
+FALLBACK_LR_SCALE = 0.1
+
+
+def _after_a_failed_step(run: _Run, opt, sched, x: Tensor, failed_in_a_row: int, size: list[int]):
+    """The L-BFGS line search found no decrease: the image did not move.
+
+    torch's L-BFGS would rebuild the same direction from the same curvature memory on the next call
+    and never move again (the stall seen on real photos: the loss flat for 90 iterations while the
+    progress bar counted). First the memory is cleared, so the next step starts afresh along the
+    steepest descent; if that fails too (a kink of the L1 total variation, where no line search
+    along the gradient finds a decrease), the rest of this scale runs on Adam, which steps through
+    kinks. Returns (optimizer, scheduler, now_adam)."""
+    where = f"iteration {len(run.history) - 1} at {size[0]}x{size[1]}"
+    if failed_in_a_row == 1:
+        opt.state.clear()
+        run.notes.append(f"L-BFGS found no descent at {where}: curvature memory reset")
+        logger.info(run.notes[-1])
+        return opt, sched, False
+    lr = OPTIMIZER_DEFAULTS["adam"]["lr"] * FALLBACK_LR_SCALE
+    run.notes.append(f"L-BFGS found no descent again at {where}: Adam (lr {lr:g}) for the rest of this scale")
+    logger.info(run.notes[-1])
+    return torch.optim.Adam([x], lr=lr), None, True
 
 
 def _load_inputs(content: ImageInput, styles: ImageInput | Sequence[ImageInput]):
@@ -207,19 +259,16 @@ def _load_inputs(content: ImageInput, styles: ImageInput | Sequence[ImageInput])
     return content_img, style_imgs, style_list
 
 
-def _check_blend(style_weights: Sequence[float] | None, n: int) -> list[float]:
-    if style_weights is None:
-        return [1.0] * n
-    blend = [float(w) for w in style_weights]
-    if len(blend) != n:
-        raise GuidedError(f"`style_weights` has {len(blend)} entries for {n} style image(s): {blend}")
-    if any(not math.isfinite(w) or w < 0 for w in blend) or sum(blend) <= 0:
-        raise GuidedError(f"`style_weights` must be non-negative with a positive sum, got {blend}")
-    return blend
-
-
-def _describe(source: ImageInput) -> str:
-    return "<PIL image>" if isinstance(source, Image.Image) else str(source)
+def _check_reaches_layers(content_img: Image.Image, p: GatysPreset) -> None:
+    """Every scale must reach the deepest VGG layer with at least one pixel; else say so up front."""
+    need, layer = min_side(tuple(p.style_layers) + tuple(p.content_layers))
+    h, w = output_size(content_img, p.size)
+    if min(h, w) < need:
+        width, height = content_img.size
+        hint = (f"raise `size` to at least {math.ceil(need * max(width, height) / min(width, height))}"
+                if not isinstance(p.size, tuple) else f"give an (h, w) of at least {need} each")
+        raise GuidedError(f"`size` {p.size} makes the {width}x{height} content image {w}x{h} px, and VGG layer "
+                          f"{layer} needs at least {need} px a side: {hint}, or crop the photo")
 
 
 def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
@@ -232,7 +281,7 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
             seed: int = 0,
             device: str | torch.device | None = None,
             style_weights: Sequence[float] | None = None,
-            original_colors: bool | None = None,
+            preserve_color: bool | None = None,
             init: str | None = None,
             multiscale: int | None = None,
             layer_weights: Sequence[float] | None = None,
@@ -244,17 +293,22 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
             save_every: int | None = None,
             save_dir: str | Path | None = None,
             progress: bool = True,
-            callback: Callable[[int, Tensor, dict], None] | None = None) -> GatysResult:
+            callback: Callable[[int, Tensor, dict], None] | None = None,
+            original_colors: bool | None = None) -> GatysResult:
     """Paint `content` in the style of `styles` by optimising the image (Gatys et al. 2016).
 
     Every option left at None takes the value of `preset` (`guided.gatys.presets.PRESETS`).
     `styles` is one image or several, mixed by `style_weights` (blended Gram targets). `size` is the
     long side (int) or an exact (h, w). `backbone`: see `guided.models.vgg.resolve_backbone`. `callback`
-    gets (iteration, image in [0, 1], last losses) after every step.
+    gets (iteration, image in [0, 1], last losses) after every step. `original_colors` is the old
+    name of `preserve_color` (deprecated: it is removed in the next release).
     """
+    if original_colors is not None:
+        warnings.warn("`original_colors` is deprecated; use `preserve_color`", DeprecationWarning, stacklevel=2)
+        preserve_color = original_colors if preserve_color is None else preserve_color
     # 1. Check inputs and resolve the options against the preset.
     p = override(get_preset(preset), size=size, iterations=iterations, optimizer=optimizer,
-                 mixed_precision=mixed_precision, original_colors=original_colors, init=init,
+                 mixed_precision=mixed_precision, preserve_color=preserve_color, init=init,
                  multiscale=multiscale, layer_weights=layer_weights, style_scale=style_scale,
                  content_weight=content_weight, style_weight=style_weight, tv_weight=tv_weight, lr=lr)
     if save_every is not None and (save_every < 1 or save_dir is None):
@@ -264,7 +318,8 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
 
     accelerator = make_accelerator(device, p.mixed_precision)  # fp16 on CPU -> GuidedError
     content_img, style_imgs, style_sources = _load_inputs(content, styles)
-    blend = _check_blend(style_weights, len(style_imgs))
+    _check_reaches_layers(content_img, p)
+    blend = validate.style_weights(style_weights, len(style_imgs))
 
     # 2. The network: resolved weights (never silently random), one shared forward pass.
     net, info = resolve_backbone(backbone, seed=seed)
@@ -312,18 +367,19 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
     seconds = time.perf_counter() - start
     if run.stop_reason is not None:
         warnings.warn(f"gatys: {run.stop_reason}", RuntimeWarning, stacklevel=2)
-        print(f"WARNING: gatys stopped early: {run.stop_reason}", file=sys.stderr)
+        logger.warning("gatys stopped early: %s", run.stop_reason)
 
     # 4. Postprocess: de-normalise, clamp, optionally keep the photo's colours.
     from guided.io.images import tensor_to_pil
 
     out01 = denormalize(x.detach().float().cpu())
-    if p.original_colors:
+    if p.preserve_color:
         out01 = transfer_luminance(out01, denormalize(preprocess(content_img, tuple(out01.shape[-2:]))))
     image = tensor_to_pil(out01)
     metadata = _manifest(p, info, accelerator, seed, blend, content, style_sources, run, seconds)
     return GatysResult(image=image, history=run.history, metadata=metadata, backbone_info=info, preset=p,
                        stopped_early=run.stop_reason is not None, stop_reason=run.stop_reason,
+                       stalled=run.stalled, notes=list(run.notes),
                        seconds=seconds, tensor=x.detach())
 
 
@@ -332,14 +388,14 @@ def _manifest(p: GatysPreset, info: BackboneInfo, accelerator, seed: int, blend:
     from guided.io.manifest import build_manifest
 
     parameters = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(p).items()}
-    parameters.update(preset=p.name, content=_describe(content), styles=[_describe(s) for s in styles],
+    parameters.update(preset=p.name, content=describe_source(content), styles=[describe_source(s) for s in styles],
                       style_weights=blend)
     return build_manifest(kind="gatys", parameters=parameters, seed=seed,
                           models={"backbone": {**asdict(info), "description": info.describe()}},
                           device=str(accelerator.device), precision=p.mixed_precision,
                           losses=run.history, seconds=round(seconds, 3),
                           extra={"stopped_early": run.stop_reason is not None, "stop_reason": run.stop_reason,
-                                 "random_backbone": info.random})
+                                 "stalled": run.stalled, "notes": list(run.notes), "random_backbone": info.random})
 
 
 __all__ = ["stylize", "GatysResult", "GatysObjective", "GatysPreset", "PRESETS", "plot_history"]

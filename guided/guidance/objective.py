@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from guided import validate
 from guided.config import TERMS, GuidanceConfig
 from guided.errors import GuidedError
 from guided.losses import blended_gram_targets, content_loss, gram_loss, spherical_distance, tv_loss
@@ -95,17 +96,6 @@ def loss_view(image: Tensor, loss_size: int) -> Tensor:
     return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def _blend_weights(weights: Sequence[float] | None, n: int) -> list[float]:
-    if weights is None:
-        return [1.0] * n
-    weights = [float(w) for w in weights]
-    if len(weights) != n:
-        raise GuidedError(f"`style_weights` has {len(weights)} entries for {n} style images")
-    if any(w < 0 or w != w for w in weights) or sum(weights) <= 0:
-        raise GuidedError(f"`style_weights` must be >= 0 with a positive sum, got {weights}")
-    return weights
-
-
 class GuidedObjective:
     """The weighted guidance objective with its targets; see the module docstring for the terms.
 
@@ -128,7 +118,7 @@ class GuidedObjective:
         self.truncation: list[dict] = []
         self.prompt = prompt.strip() if isinstance(prompt, str) and prompt.strip() else None
         styles = [_as_image(s, f"style_images[{i}]") for i, s in enumerate(style_images)]
-        self.style_weights = _blend_weights(style_weights, len(styles)) if styles else []
+        self.style_weights = validate.style_weights(style_weights, len(styles)) if styles else []
         self.content_image = _as_image(content_image, "content_image") if content_image is not None else None
         self.available_terms = self._select_terms(bool(self.prompt), bool(styles), self.content_image is not None)
         self._generator = torch.Generator()
@@ -186,9 +176,7 @@ class GuidedObjective:
                 self.notes.append(f"clip_text: prompt truncated to {t['context_length']} tokens (it has {t['tokens']})")
         views = [loss_view(s.to(device), self.style_size or size) for s in styles]
         if "clip_style" in self.available_terms:
-            embeds = torch.cat([self.models.clip.encode_image(v) for v in views])
-            w = torch.tensor(self.style_weights, device=embeds.device).view(-1, 1)
-            self.style_target = F.normalize((w * embeds).sum(0, keepdim=True), dim=-1)
+            self.style_target = self.models.clip.style_target(views, self.style_weights)
         if "gram" in self.available_terms:
             feats = [self._vgg(v, self.config.gram_layers) for v in views]
             self.gram_targets = blended_gram_targets(feats, self.style_weights, list(self.config.gram_layers))
@@ -198,7 +186,8 @@ class GuidedObjective:
             with torch.no_grad():
                 image = F.interpolate(self.content_image.to(device), size=size, mode="bilinear",
                                       align_corners=False, antialias=True)
-                self._content_cache[size] = {k: v.float() for k, v in self._vgg(image, self.config.content_layers).items()}
+                feats = self._vgg(image, self.config.content_layers)
+                self._content_cache[size] = {k: v.float() for k, v in feats.items()}
         return self._content_cache[size]
 
     # -- evaluation ---------------------------------------------------------------------------
@@ -236,7 +225,8 @@ class GuidedObjective:
                 if "clip_style" in names:
                     out["clip_style"] = spherical_distance(emb, self.style_target.to(emb.device)).mean()
             if {"gram", "content"} & set(names):
-                layers = (cfg.gram_layers if "gram" in names else ()) + (cfg.content_layers if "content" in names else ())
+                layers = ((cfg.gram_layers if "gram" in names else ())
+                          + (cfg.content_layers if "content" in names else ()))
                 feats = self._vgg(view, layers)
                 if "gram" in names:
                     out["gram"] = torch.stack([gram_loss(feats[layer], self.gram_targets[layer].to(view.device))
@@ -256,7 +246,8 @@ class GuidedObjective:
                 out["tv"] = tv_loss(x)
         return {name: out[name] for name in names}
 
-    def image_gradient(self, image01: Tensor, *, step: int, num_steps: int) -> tuple[Tensor, dict[str, float], list[str]]:
+    def image_gradient(self, image01: Tensor, *, step: int,
+                       num_steps: int) -> tuple[Tensor, dict[str, float], list[str]]:
         """Gradient w.r.t. `image01` of the weighted objective at 0-based `step` of `num_steps`.
 
         Returns (gradient, same shape as `image01`, float32; {term: unweighted value}; notes).

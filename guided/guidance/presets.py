@@ -12,7 +12,11 @@ A preset file is one JSON object with these fields:
 Weight scale used by the built-in presets: relative multipliers where `clip_text: 1.0` is a
 standard-strength pull towards the prompt and every other term is on the same footing (they assume
 the pipeline normalises each term's gradient, so a weight says how much of the step that term
-gets). Typical values are 0-2; `tv` is a smoothing term and stays around 0.1 or below.
+gets). Typical values are 0-2. `tv` is the one term that pulls against texture: `GuidanceConfig`
+says why its default is 0.5 (below ~0.25 the other terms' noise outweighed it, on tiny test
+models); the built-in presets set it to 0-0.1 on purpose, because a style preset asks for texture
+(brush strokes, grain, hatching) that smoothing would flatten. Neither value has been calibrated on
+the real Stable Diffusion and CLIP weights (none can be downloaded here): see the README.
 
 Where presets come from, later folders overriding earlier ones with the same stem:
 the built-in `prompts/` folder, the folders in `GUIDED_PRESETS_DIR` (os.pathsep-separated), then

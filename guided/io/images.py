@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageOps, PngImagePlugin
 
 from guided import __version__
-from guided.errors import GuidedError, ImageLoadError, NonFiniteError
+from guided.constants import SAVE_FORMATS
+from guided.errors import GuidedError, ImageLoadError, NonFiniteError, one_line
+from guided.io.files import fsync_dir, write_temp
 
 if TYPE_CHECKING:
     import torch
@@ -44,8 +45,6 @@ AI_MARKER_KEY = "ai_generated"
 DIGITAL_SOURCE_TYPE = "trainedAlgorithmicMedia"
 DIGITAL_SOURCE_TYPE_URI = f"http://cv.iptc.org/newscodes/digitalsourcetype/{DIGITAL_SOURCE_TYPE}"
 
-#: Output suffix -> Pillow format. Only PNG carries the metadata inside the file.
-SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP"}
 #: Modes each output format can store without a conversion we would have to make silently.
 _SAVE_MODES = {"PNG": {"RGB", "RGBA", "L", "LA"}, "JPEG": {"RGB", "L"}, "WEBP": {"RGB", "RGBA"}}
 _ALPHA_MODES = {"RGBA", "LA", "PA", "RGBa", "La"}
@@ -53,6 +52,11 @@ _SIXTEEN_BIT = {"I;16", "I;16L", "I;16B", "I;16N"}
 
 
 # --------------------------------------------------------------------------------------------- load
+def describe_source(source) -> str:
+    """How a manifest names an image input: its path, or `<PIL image>` for one passed in memory."""
+    return "<PIL image>" if isinstance(source, Image.Image) else str(source)
+
+
 def load_image(source: str | Path | Image.Image, *, max_side: int | None = DEFAULT_MAX_SIDE,
                formats: Iterable[str] = ALLOWED_FORMATS, what: str = "image") -> Image.Image:
     """Read `source` (a path or a PIL image) as an RGB image with EXIF orientation applied.
@@ -75,28 +79,28 @@ def load_image(source: str | Path | Image.Image, *, max_side: int | None = DEFAU
     try:
         handle = open(path, "rb")  # noqa: SIM115 - closed below, on every path
     except OSError as exc:
-        raise ImageLoadError(f"{label} cannot be opened: {_one_line(exc)}") from None
+        raise ImageLoadError(f"{label} cannot be opened: {one_line(exc)}") from None
     with handle, warnings.catch_warnings():
         # Pillow only warns between MAX_IMAGE_PIXELS and twice that; we refuse both.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
             image = Image.open(handle, formats=allowed)
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise ImageLoadError(f"{label} looks like a decompression bomb: {_one_line(exc)}") from None
+            raise ImageLoadError(f"{label} looks like a decompression bomb: {one_line(exc)}") from None
         except Image.UnidentifiedImageError:
             raise ImageLoadError(_unidentified_message(path, label, allowed)) from None
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for bad headers
-            raise ImageLoadError(f"{label} could not be read: {_one_line(exc)}") from None
+            raise ImageLoadError(f"{label} could not be read: {one_line(exc)}") from None
         _check_size(image.size, label, max_side)
         try:
             image.seek(0)  # animations: the first frame
             image.load()  # a full decode here, so truncation is caught now, not later
         except (Image.DecompressionBombWarning, Image.DecompressionBombError) as exc:
-            raise ImageLoadError(f"{label} looks like a decompression bomb: {_one_line(exc)}") from None
+            raise ImageLoadError(f"{label} looks like a decompression bomb: {one_line(exc)}") from None
         except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
             kind = "is truncated" if "truncated" in str(exc).lower() else "is corrupt"
             raise ImageLoadError(f"{label} {kind} and could not be decoded "
-                                 f"({image.format}: {_one_line(exc)})") from None
+                                 f"({image.format}: {one_line(exc)})") from None
         return _convert_loaded(image, label=label, max_side=None)
 
 
@@ -108,7 +112,7 @@ def _check_file(path: Path, label: str) -> None:
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ImageLoadError(f"{label} cannot be read: {_one_line(exc)}") from None
+        raise ImageLoadError(f"{label} cannot be read: {one_line(exc)}") from None
     if size == 0:
         raise ImageLoadError(f"{label} is empty (0 bytes)")
 
@@ -143,7 +147,7 @@ def _convert_loaded(image: Image.Image, *, label: str, max_side: int | None) -> 
     except ImageLoadError:
         raise
     except Exception as exc:  # noqa: BLE001 - unusual modes and broken EXIF end here
-        raise ImageLoadError(f"{label} could not be converted to RGB: {_one_line(exc)}") from None
+        raise ImageLoadError(f"{label} could not be converted to RGB: {one_line(exc)}") from None
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -172,10 +176,6 @@ def _scale_to_uint8(image: Image.Image) -> np.ndarray:
     else:
         scaled = (data - lo) / (hi - lo) if hi > lo else np.zeros_like(data)
     return np.round(scaled * 255.0).astype(np.uint8)
-
-
-def _one_line(exc: BaseException | str) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 # ------------------------------------------------------------------------------------ tensors
@@ -244,11 +244,11 @@ def save_image(image: Image.Image, path: str | Path, *, metadata: dict | None = 
     side = sidecar_path(path)
     temps: list[Path] = []
     try:
-        image_tmp = _write_temp(path, lambda fh: fresh.save(fh, format=fmt, **options))
+        image_tmp = write_temp(path, lambda fh: fresh.save(fh, format=fmt, **options))
         temps.append(image_tmp)
         side_tmp = None
         if text is not None and sidecar:
-            side_tmp = _write_temp(side, lambda fh: fh.write(text.encode("utf-8") + b"\n"))
+            side_tmp = write_temp(side, lambda fh: fh.write(text.encode("utf-8") + b"\n"))
             temps.append(side_tmp)
         os.replace(image_tmp, path)
         temps.remove(image_tmp)
@@ -273,7 +273,7 @@ def _metadata_json(metadata: dict | None, path: Path) -> str | None:
     try:
         return json.dumps(metadata, ensure_ascii=False, allow_nan=False, indent=1)
     except (TypeError, ValueError) as exc:
-        raise GuidedError(f"metadata for '{path}' is not JSON-serialisable ({_one_line(exc)}); "
+        raise GuidedError(f"metadata for '{path}' is not JSON-serialisable ({one_line(exc)}); "
                           f"pass it through guided.io.manifest.json_safe") from None
 
 
@@ -316,53 +316,18 @@ def _make_parent(path: Path) -> None:
     try:
         parent.mkdir(parents=True, exist_ok=True)  # an explicit -o path: create its folder
     except OSError as exc:
-        raise GuidedError(f"cannot create the folder for '{path}': {_one_line(exc)}") from None
-
-
-def _write_temp(target: Path, write: Callable[[IO[bytes]], object]) -> Path:
-    """Write a hidden temporary file next to `target` (same file system, so the rename is atomic);
-    created with mode 0o666 so the umask decides permissions, as for any new file."""
-    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
+        raise GuidedError(f"cannot create the folder for '{path}': {one_line(exc)}") from None
 
 
 def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically (hidden temporary file, fsync, rename), as `save_image` does."""
+    """Write `data` to `path` atomically (creating its folder), as `save_image` does; see `io.files.atomic_write`."""
+    from guided.io.files import atomic_write
+
     path = Path(path).expanduser()
     if path.is_dir():
         raise GuidedError(f"cannot write '{path}': it is a directory")
     _make_parent(path)
-    tmp = _write_temp(path, lambda fh: fh.write(data))
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-    return path
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make the rename durable; not possible on every platform, which is fine."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return atomic_write(path, data)
 
 
 # --------------------------------------------------------------------------------------------- read
@@ -398,14 +363,14 @@ def _png_metadata(path: Path) -> str | None:
     except Image.UnidentifiedImageError:
         raise GuidedError(f"'{path}' is not a readable image") from None
     except Exception as exc:  # noqa: BLE001 - a broken file is the user's to fix
-        raise GuidedError(f"'{path}' could not be read: {_one_line(exc)}") from None
+        raise GuidedError(f"'{path}' could not be read: {one_line(exc)}") from None
 
 
 def _read_json_file(side: Path, image: Path) -> dict:
     try:
         text = side.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise GuidedError(f"metadata file '{side}' of '{image}' cannot be read: {_one_line(exc)}") from None
+        raise GuidedError(f"metadata file '{side}' of '{image}' cannot be read: {one_line(exc)}") from None
     return _parse_metadata(text, f"'{side}'")
 
 
@@ -413,7 +378,7 @@ def _parse_metadata(text: str, where: str) -> dict:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise GuidedError(f"metadata in {where} is not valid JSON ({_one_line(exc)})") from None
+        raise GuidedError(f"metadata in {where} is not valid JSON ({one_line(exc)})") from None
     if not isinstance(data, dict):
         raise GuidedError(f"metadata in {where} is not a JSON object")
     return data

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import enum
-import hashlib
 import math
 import os
 import platform
@@ -21,6 +20,7 @@ from typing import Any
 
 from guided import __version__
 from guided.errors import GuidedError
+from guided.io.files import sha256_file
 from guided.io.images import DIGITAL_SOURCE_TYPE, DIGITAL_SOURCE_TYPE_URI
 
 #: Bumped when the layout of the manifest changes, so readers (`--from`) can tell.
@@ -158,9 +158,6 @@ def _key(key: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------- files
-_HASH_CACHE: dict[tuple[str, int, int], str] = {}
-
-
 def describe_file(path: str | Path) -> dict:
     """`{"path", "size", "sha256"}` of a local model file, so a manifest names exactly what ran.
 
@@ -170,11 +167,4 @@ def describe_file(path: str | Path) -> dict:
         raise GuidedError(f"model file '{path}' does not exist or is not a file")
     resolved = path.resolve()
     stat = resolved.stat()
-    key = (str(resolved), stat.st_size, stat.st_mtime_ns)
-    if key not in _HASH_CACHE:
-        digest = hashlib.sha256()
-        with open(resolved, "rb") as fh:
-            while block := fh.read(1 << 20):
-                digest.update(block)
-        _HASH_CACHE[key] = digest.hexdigest()
-    return {"path": str(resolved), "size": stat.st_size, "sha256": _HASH_CACHE[key]}
+    return {"path": str(resolved), "size": stat.st_size, "sha256": sha256_file(resolved)}

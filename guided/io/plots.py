@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-#: Loss terms drawn, in this order, when present in the history.
-TERMS = ("total", "content", "style", "tv")
+from guided.constants import GATYS_TERMS
+from guided.io.files import atomic_write
 
 
 def plot_history(history: list[dict], path: str | Path, *, title: str | None = None) -> Path:
@@ -21,7 +21,7 @@ def plot_history(history: list[dict], path: str | Path, *, title: str | None = N
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=100)
     try:
         steps = [h.get("iteration", i) for i, h in enumerate(history)]
-        for term in TERMS:
+        for term in GATYS_TERMS:  # drawn in this order, when present
             values = [h[term] for h in history if term in h]
             if values and any(v > 0 for v in values):
                 ax.plot(steps[: len(values)], [max(v, 1e-12) for v in values], label=term)
@@ -32,9 +32,7 @@ def plot_history(history: list[dict], path: str | Path, *, title: str | None = N
         ax.grid(True, which="both", alpha=0.3)
         ax.legend()
         fig.tight_layout()
-        tmp = path.with_name(f".{path.name}.tmp")
-        fig.savefig(tmp, format="png")
-        tmp.replace(path)
+        atomic_write(path, lambda fh: fig.savefig(fh, format="png"))
     finally:
         plt.close(fig)
     return path

@@ -5,16 +5,13 @@ Nothing here ever substitutes random weights for missing ones. Missing weights r
 """
 from __future__ import annotations
 
-import hashlib
 import os
+import pickle
 from pathlib import Path
 
 import torch
 
-from guided.errors import GuidedError, WeightsNotFoundError
-
-#: Environment variable naming a local VGG weights file used when no backbone is given.
-ENV_VGG_WEIGHTS = "GUIDED_VGG_WEIGHTS"
+from guided.errors import GuidedError, WeightsNotFoundError, one_line
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -22,15 +19,6 @@ _TRUE = {"1", "true", "yes", "on"}
 def offline() -> bool:
     """True when the user asked for no downloads (`HF_HUB_OFFLINE` or `GUIDED_OFFLINE`)."""
     return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "GUIDED_OFFLINE"))
-
-
-def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file, for manifests that name local weights."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -50,8 +38,12 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
                 f"weights file '{path}' has suffix '{path.suffix}'; expected .safetensors, .pth, .pt or .bin")
     except GuidedError:
         raise
-    except Exception as exc:  # corrupt or pickled with arbitrary objects
-        raise GuidedError(f"weights file '{path}' cannot be read: {type(exc).__name__}: {exc}") from None
+    except pickle.UnpicklingError:  # a pickle holding more than tensors: never run, never advised to
+        raise GuidedError(f"weights file '{path}' is a pickle file that holds more than tensors: refused, it "
+                          "could run code; use a .safetensors file or a plain torchvision checkpoint") from None
+    except Exception as exc:  # corrupt, truncated, or not a weights file at all
+        raise GuidedError(f"weights file '{path}' cannot be read ({type(exc).__name__}: "
+                          f"{one_line(str(exc))}); is it a complete .safetensors or .pth file?") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

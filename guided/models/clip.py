@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import warnings
 from pathlib import Path
 
@@ -16,17 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from guided.errors import GuidedError, WeightsNotFoundError
+from guided.constants import CLIP_MEAN, CLIP_STD, DEFAULT_CLIP_HUB_REPO, DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
+from guided.errors import GuidedError, WeightsNotFoundError, one_line
 from guided.models.checkpoints import offline
 
-DEFAULT_CLIP_MODEL = "ViT-B-32"
-DEFAULT_CLIP_PRETRAINED = "laion2b_s34b_b79k"
-#: Where open_clip fetches the default tag (its pretrained table; a test keeps them in step), so
-#: checking for the default weights (`guided models`) needs no open_clip import.
-DEFAULT_CLIP_HUB_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
-# open_clip's defaults (its constants module), used when a model carries no preprocess config.
-_OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-_OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
+# DEFAULT_CLIP_HUB_REPO is where open_clip fetches the default tag (its pretrained table; a test
+# keeps them in step), so checking for the default weights (`guided models`) needs no open_clip.
+# CLIP_MEAN/CLIP_STD: open_clip's defaults, used when a model carries no preprocess config.
 # open_clip's file names on the Hub: safetensors first (no pickle), then the pickled fallback.
 _HUB_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
 _FOLDER_WEIGHT_FILES = ("open_clip_model.safetensors", "open_clip_pytorch_model.safetensors", "model.safetensors",
@@ -50,11 +47,12 @@ class ClipGuide(nn.Module):
         size = getattr(model.visual, "image_size", 224)
         self.input_size: tuple[int, int] = tuple(size) if isinstance(size, (tuple, list)) else (int(size), int(size))
         pre = _preprocess_cfg(model)
-        self.register_buffer("mean", torch.tensor(pre.get("mean", _OPENAI_MEAN)).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(pre.get("std", _OPENAI_STD)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("mean", torch.tensor(pre.get("mean", CLIP_MEAN)).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(pre.get("std", CLIP_STD)).view(1, 3, 1, 1), persistent=False)
 
     def extra_repr(self) -> str:
-        return f"name={self.info.get('name')!r}, pretrained={self.info.get('pretrained')!r}, random={self.info.get('random')}"
+        info = self.info
+        return f"name={info.get('name')!r}, pretrained={info.get('pretrained')!r}, random={info.get('random')}"
 
     @property
     def context_length(self) -> int:
@@ -103,6 +101,13 @@ class ClipGuide(nn.Module):
             _resize(x, self.input_size)
         views = (views - self.mean) / self.std
         return F.normalize(self.model.encode_image(views.to(self.dtype)).float(), dim=-1)
+
+    def style_target(self, images01: list[Tensor], weights: list[float]) -> Tensor:
+        """The CLIP style target of one or more paintings: the unit-norm weighted mean of their
+        whole-image embeddings, (1, D). Guidance pulls toward it; the compare metric scores by it."""
+        embeds = torch.cat([self.encode_image(image) for image in images01])
+        w = torch.tensor(weights, dtype=embeds.dtype, device=embeds.device).view(-1, 1)
+        return F.normalize((w * embeds).sum(0, keepdim=True), dim=-1)
 
 
 def _resize(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -227,7 +232,7 @@ def _from_tag(name: str, pretrained: str, device) -> ClipGuide:
                                        force_preprocess_cfg=pre, weights_only=True)
     except Exception as exc:
         raise WeightsNotFoundError(f"CLIP weights {name}/{pretrained} could not be loaded ({type(exc).__name__}: "
-                                   f"{exc}). {clip_how_to_get(name, pretrained)}") from None
+                                   f"{one_line(exc)}). {clip_how_to_get(name, pretrained)}") from None
     info = {"name": name, "pretrained": pretrained, "source": str(path) if path else "downloaded", "random": False}
     return ClipGuide(model, open_clip.get_tokenizer(name), info)
 
@@ -244,7 +249,6 @@ def _weights_in_folder(folder: Path) -> Path:
 
 
 def _from_folder(folder: Path, device) -> ClipGuide:
-    import open_clip
 
     config_path = folder / "open_clip_config.json"
     if not config_path.is_file():
@@ -259,7 +263,8 @@ def _from_folder(folder: Path, device) -> ClipGuide:
     _load_weights(model, weights)
     model.to(device or "cpu")
     _set_preprocess(model, config.get("preprocess_cfg", {}))
-    info = {"name": config.get("name", folder.name), "pretrained": str(weights), "source": str(weights), "random": False}
+    info = {"name": config.get("name", folder.name), "pretrained": str(weights), "source": str(weights),
+            "random": False}
     return ClipGuide(model, _tokenizer_for(model_cfg), info)
 
 
@@ -270,6 +275,9 @@ def _load_weights(model: nn.Module, path: Path) -> None:
         raise GuidedError(f"CLIP weights file '{path}' has suffix '{path.suffix}'; expected .safetensors, .bin or .pth")
     try:  # open_clip's loader converts old layouts; torch.load only with weights_only=True
         open_clip.load_checkpoint(model, str(path), strict=True, weights_only=True)
+    except pickle.UnpicklingError:  # a pickle holding more than tensors: never run, never advised to
+        raise GuidedError(f"CLIP weights file '{path}' is a pickle file that holds more than tensors: refused, "
+                          "it could run code; use a .safetensors file") from None
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise GuidedError(f"CLIP weights file '{path}' does not fit the model: {first}") from None
@@ -341,7 +349,7 @@ def _set_preprocess(model: nn.Module, preprocess: dict) -> None:
     from open_clip import set_model_preprocess_cfg
 
     size = getattr(model.visual, "image_size", 224)
-    base = {"size": size, "mean": _OPENAI_MEAN, "std": _OPENAI_STD}
+    base = {"size": size, "mean": CLIP_MEAN, "std": CLIP_STD}
     set_model_preprocess_cfg(model, {**base, **{k: v for k, v in preprocess.items() if k in ("mean", "std")}})
 
 

@@ -5,16 +5,18 @@ what is missing and how to get it. Random models exist only in `guided.testing`.
 """
 from __future__ import annotations
 
-import sys
+import logging
 
 from guided.config import GuidanceConfig
+from guided.constants import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, DEFAULT_TINY_DECODER
 from guided.errors import WeightsNotFoundError
+
+logger = logging.getLogger(__name__)
 
 #: Defaults: open_clip's LAION-2B ViT-B/32 (fast on CPU, the most used open CLIP), torchvision's
 #: VGG-19 (the network of Gatys et al.), and TAESD, the tiny autoencoder for SD 1.x/2.x latents.
-DEFAULT_CLIP = ("ViT-B-32", "laion2b_s34b_b79k")
+DEFAULT_CLIP = (DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
 DEFAULT_VGG = None  # resolve_backbone(None): $GUIDED_VGG_WEIGHTS, else torchvision's VGG-19
-DEFAULT_TINY_DECODER = "madebyollin/taesd"
 
 
 def load_tiny_decoder(source: str = DEFAULT_TINY_DECODER):
@@ -31,8 +33,8 @@ def load_guidance_models(config: GuidanceConfig | None = None, *, clip: str | tu
                          vgg=DEFAULT_VGG, tiny_decoder: str | None = DEFAULT_TINY_DECODER):
     """`GuidanceModels` with CLIP and VGG (both always: final losses measure every term) and,
     for fast mode, the tiny decoder when its weights are present."""
-    from guided.models.clip import load_clip
     from guided.guidance.objective import GuidanceModels
+    from guided.models.clip import load_clip
     from guided.models.vgg import VGGFeatures, resolve_backbone
 
     config = config or GuidanceConfig()
@@ -51,8 +53,7 @@ def load_guidance_models(config: GuidanceConfig | None = None, *, clip: str | tu
         except WeightsNotFoundError as exc:
             if config.fast_decoder == "tiny":
                 raise
-            print(f"note: {exc}. Fast guidance decodes with the full VAE at reduced resolution instead.",
-                  file=sys.stderr)
+            logger.info("%s. Fast guidance decodes with the full VAE at reduced resolution instead.", exc)
     info = {"clip": getattr(clip_model, "info", {"name": name, "pretrained": tag}),
             "vgg": vgg_info.describe(), "tiny_decoder": decoder_info}
     return GuidanceModels(clip=clip_model, vgg=VGGFeatures(net, vgg_info.arch), tiny_decoder=decoder, info=info)

@@ -11,10 +11,8 @@ import os
 from pathlib import Path
 
 from guided.errors import GuidedError, WeightsNotFoundError
-from guided.models.checkpoints import ENV_VGG_WEIGHTS, offline, torch_hub_checkpoint
+from guided.models.checkpoints import offline
 
-DEFAULT_SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-DEFAULT_TINY_DECODER = "madebyollin/taesd"
 # Files a diffusers Stable Diffusion folder needs; "a|b" means either file.
 SD_REQUIRED_FILES = [
     "model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
@@ -87,7 +85,8 @@ def resolve_model_dir(repo_id_or_path: str | Path, *, what: str, required_files:
     if path.is_dir():
         missing = missing_files(path, required_files)
         if missing:
-            raise WeightsNotFoundError(f"{what} folder '{path}' lacks {', '.join(m.replace('|', ' or ') for m in missing)}")
+            lacks = ", ".join(m.replace("|", " or ") for m in missing)
+            raise WeightsNotFoundError(f"{what} folder '{path}' lacks {lacks}")
         return path
     if path.exists():
         raise GuidedError(f"{what} '{path}' is a file; expected a model folder or a Hub repository id")

@@ -3,29 +3,53 @@ No network: every lookup is local."""
 from __future__ import annotations
 
 import os
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from guided.models.checkpoints import ENV_VGG_WEIGHTS, torch_hub_checkpoint
-from guided.models.hub import (DEFAULT_SD_MODEL, DEFAULT_TINY_DECODER, SD_REQUIRED_FILES, TINY_DECODER_REQUIRED_FILES,
-                               _cache_root, cached_snapshot, how_to_get, missing_files)
+from guided.constants import DEFAULT_SD_MODEL, DEFAULT_TINY_DECODER, ENV_VGG_WEIGHTS
+from guided.models.checkpoints import torch_hub_checkpoint
+from guided.models.hub import (
+    SD_REQUIRED_FILES,
+    TINY_DECODER_REQUIRED_FILES,
+    _cache_root,
+    cached_snapshot,
+    how_to_get,
+    missing_files,
+)
+
+
+@dataclass
+class ModelStatus:
+    """One (feature, component) row of `guided models`."""
+
+    feature: str  # the command that needs it: stylize, gatys, compare
+    component: str  # what it is, in words ("Stable Diffusion model", "VGG-19", ...)
+    source: str  # the Hub repository, file or package it comes from
+    present: bool  # whether it is on this machine now
+    where: str  # where it is, or where it was looked for
+    how: str  # how to get it when it is missing
+    required: bool  # whether the feature fails without it (else it is optional)
+    missing: list[str] = field(default_factory=list)  # the files that are missing
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def _repo_row(feature: str, component: str, repo: str, required: list[str], how: str, needed: bool,
-              cache_dir: str | Path | None) -> dict:
+              cache_dir: str | Path | None) -> ModelStatus:
     snapshot = cached_snapshot(repo, cache_dir=cache_dir)
     missing = missing_files(snapshot, required) if snapshot else ["the whole repository"]
-    return {"feature": feature, "component": component, "source": repo, "present": not missing,
-            "where": str(snapshot) if snapshot else f"Hugging Face cache {_cache_root(cache_dir)}",
-            "missing": [m.replace("|", " or ") for m in missing], "how": how, "required": needed}
+    return ModelStatus(feature, component, repo, not missing,
+                       str(snapshot) if snapshot else f"Hugging Face cache {_cache_root(cache_dir)}",
+                       how, needed, [m.replace("|", " or ") for m in missing])
 
 
-def _file_row(feature: str, component: str, source: str, path: Path, how: str, needed: bool) -> dict:
+def _file_row(feature: str, component: str, source: str, path: Path, how: str, needed: bool) -> ModelStatus:
     present = path.is_file()
-    return {"feature": feature, "component": component, "source": source, "present": present,
-            "where": str(path), "missing": [] if present else [path.name], "how": how, "required": needed}
+    return ModelStatus(feature, component, source, present, str(path), how, needed, [] if present else [path.name])
 
 
-def _vgg_row(feature: str, arch: str, needed: bool) -> dict:
+def _vgg_row(feature: str, arch: str, needed: bool) -> ModelStatus:
     from guided.models.vgg import URLS
 
     env = os.environ.get(ENV_VGG_WEIGHTS)
@@ -37,24 +61,24 @@ def _vgg_row(feature: str, arch: str, needed: bool) -> dict:
     return _file_row(feature, name, "torchvision IMAGENET1K_V1", torch_hub_checkpoint(URLS[arch]), how, needed)
 
 
-def _clip_row(feature: str) -> dict:
+def _clip_row(feature: str) -> ModelStatus:
     from guided.models.clip import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, cached_clip_weights, clip_how_to_get
 
     path, looked = cached_clip_weights(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
-    return {"feature": feature, "component": f"CLIP {DEFAULT_CLIP_MODEL}", "source": DEFAULT_CLIP_PRETRAINED,
-            "present": path is not None, "where": str(path) if path else "; ".join(looked),
-            "missing": [] if path else [f"{DEFAULT_CLIP_MODEL}/{DEFAULT_CLIP_PRETRAINED} weights"],
-            "how": clip_how_to_get(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED), "required": True}
+    how = clip_how_to_get(DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
+    return ModelStatus(feature, f"CLIP {DEFAULT_CLIP_MODEL}", DEFAULT_CLIP_PRETRAINED, path is not None,
+                       str(path) if path else "; ".join(looked), how,
+                       True, [] if path else [f"{DEFAULT_CLIP_MODEL}/{DEFAULT_CLIP_PRETRAINED} weights"])
 
 
-def _lpips_rows() -> list[dict]:
+def _lpips_rows() -> list[ModelStatus]:
     import importlib.util
 
     spec = importlib.util.find_spec("lpips")
     how = "pip install lpips (its linear layers ship inside the package)"
     if spec is None or not spec.origin:
-        return [{"feature": "compare", "component": "LPIPS linear layers (optional)", "source": "lpips package",
-                 "present": False, "where": "not installed", "missing": ["lpips"], "how": how, "required": False}]
+        return [ModelStatus("compare", "LPIPS linear layers (optional)", "lpips package", False, "not installed", how,
+                            False, ["lpips"])]
     alex = Path(spec.origin).parent / "weights" / "v0.1" / "alex.pth"
     backbone_how = ("On a machine with internet run `python -c \"import torchvision; torchvision.models.alexnet"
                     "(weights='IMAGENET1K_V1')\"` and copy the file here")
@@ -65,7 +89,7 @@ def _lpips_rows() -> list[dict]:
 
 
 def model_status(*, sd_model: str = DEFAULT_SD_MODEL, tiny_decoder: str = DEFAULT_TINY_DECODER,
-                 cache_dir: str | Path | None = None) -> list[dict]:
+                 cache_dir: str | Path | None = None) -> list[ModelStatus]:
     """One row per (feature, component): `present`, `where` it is or was looked for, `missing`,
     `how` to get it, and whether the feature `required`s it. No network."""
     rows = [

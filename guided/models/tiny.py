@@ -52,7 +52,8 @@ def tiny_autoencoder_tiny(seed: int = 0, *, latent_channels: int = 4, upscale: i
         raise ValueError(f"`upscale` must be a power of two, got {upscale}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return AutoencoderTiny(encoder_block_out_channels=(width,) * blocks, decoder_block_out_channels=(width,) * blocks,
+        return AutoencoderTiny(encoder_block_out_channels=(width,) * blocks,
+                               decoder_block_out_channels=(width,) * blocks,
                                num_encoder_blocks=(1,) * blocks, num_decoder_blocks=(1,) * blocks,
                                latent_channels=latent_channels).eval().requires_grad_(False)
 

@@ -6,7 +6,7 @@ already normalised, as the Dive into Deep Learning chapter optimises).
 """
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from guided.constants import ENV_VGG_WEIGHTS, IMAGENET_MEAN, IMAGENET_STD
 from guided.errors import GuidedError
-from guided.models.checkpoints import ENV_VGG_WEIGHTS, fetch_torch_hub_checkpoint, load_state_dict, sha256_file
+from guided.io.files import sha256_file
+from guided.models.checkpoints import fetch_torch_hub_checkpoint, load_state_dict
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+logger = logging.getLogger(__name__)
+
 
 # torchvision's configurations: channel counts, "M" for max pooling.
 CFGS: dict[str, list[int | str]] = {
@@ -33,6 +35,33 @@ URLS = {
     "vgg19": "https://download.pytorch.org/models/vgg19-dcbb9e9d.pth",
 }
 NAMES = {"vgg16": "VGG-16", "vgg19": "VGG-19"}
+
+
+def imagenet_normalize(image01: Tensor) -> Tensor:
+    """ImageNet mean/std normalisation of RGB in [0, 1], the input every ImageNet VGG expects."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=image01.dtype, device=image01.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=image01.dtype, device=image01.device).view(1, 3, 1, 1)
+    return (image01 - mean) / std
+
+
+def imagenet_denormalize(x: Tensor) -> Tensor:
+    """The inverse of `imagenet_normalize`, clamped to [0, 1] (the chapter's postprocess)."""
+    mean = torch.tensor(IMAGENET_MEAN, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * std + mean).clamp(0, 1)
+
+
+def min_side(layers: Sequence[str | int], arch: str = "vgg19") -> tuple[int, str]:
+    """(pixels, layer): the smallest image side that reaches every layer of `layers` with at least
+    one pixel. A layer of block N comes after N-1 poolings that halve the image, so it needs 2**(N-1)."""
+    names = layer_names(arch)
+    deepest, need = "", 1
+    for layer in layers:
+        name = names[layer] if isinstance(layer, int) and 0 <= layer < len(names) else str(layer)
+        block = int(name[4:5]) if name.startswith(("relu", "conv")) and name[4:5].isdigit() else 1
+        if 2 ** (block - 1) > need:
+            deepest, need = name, 2 ** (block - 1)
+    return need, deepest
 
 
 def layer_names(arch: str) -> list[str]:
@@ -132,8 +161,8 @@ def _random(arch: str, seed: int) -> tuple[nn.Sequential, BackboneInfo]:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         net = make_vgg_features(arch)
-    print(f"NOTICE: {NAMES[arch]} with RANDOM weights (seed {seed}), chosen explicitly: "
-          "outputs are not real stylizations.", file=sys.stderr)
+    logger.warning("NOTICE: %s with RANDOM weights (seed %s), chosen explicitly: outputs are not real "
+                   "stylizations.", NAMES[arch], seed)
     return net, BackboneInfo(arch, f"random init, seed {seed}", random=True)
 
 
@@ -181,8 +210,6 @@ class VGGFeatures(nn.Module):
         self.names = layer_names(self.arch)
         self.body = nn.ModuleList(backbone.children())
         self.pool = pool
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False).eval()
 
     def extra_repr(self) -> str:
@@ -202,7 +229,7 @@ class VGGFeatures(nn.Module):
 
     def normalize(self, image: Tensor) -> Tensor:
         """ImageNet mean/std normalisation of an RGB image in [0, 1]."""
-        return (image - self.mean.to(image.dtype)) / self.std.to(image.dtype)
+        return imagenet_normalize(image)
 
     def forward(self, image: Tensor, layers: Sequence[str | int], *, normalized: bool = False) -> dict:
         """{layer: activation} for every requested layer; keys are as given."""

@@ -1,0 +1,72 @@
+"""One place that checks user-given values: the CLI, the Python API and the REST API all call these.
+
+Each check raises `GuidedError` with one line that names the option (as the caller spells it:
+`--style-weights` on the CLI, `style_weights` in Python) and the value it got, before any model
+loads. Nothing is corrected silently.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from guided.errors import GuidedError
+
+
+def number(value, name: str, *, low: float | None = None, high: float | None = None, low_open: bool = False,
+           high_open: bool = False, integer: bool = False) -> float | int:
+    """`value` as a finite number (an int with `integer`) within [low, high]; `*_open` excludes the bound."""
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (integer and not float(value).is_integer()):
+        raise GuidedError(f"`{name}` must be {kind}, got {value!r}")
+    if not math.isfinite(value):
+        raise GuidedError(f"`{name}` must be a finite number, got {value!r}")
+    below = low is not None and (value <= low if low_open else value < low)
+    above = high is not None and (value >= high if high_open else value > high)
+    if below or above:
+        left = "(" if low_open else "["
+        right = ")" if high_open else "]"
+        span = f"{left}{'-inf' if low is None else f'{low:g}'}, {'inf' if high is None else f'{high:g}'}{right}"
+        raise GuidedError(f"`{name}` must be in {span}, got {value!r}")
+    return int(value) if integer else float(value)
+
+
+def parse_floats(text: str, name: str) -> list[float]:
+    """Comma-separated numbers, as the CLI takes lists (`--style-weights 0.7,0.3`)."""
+    try:
+        return [float(v) for v in str(text).split(",")]
+    except ValueError:
+        raise GuidedError(f"`{name}` must be comma-separated numbers, got {text!r}") from None
+
+
+def style_weights(weights: Sequence[float] | None, count: int, *, name: str = "style_weights") -> list[float]:
+    """Blend weights of `count` style images: one each, finite, >= 0, with a positive sum.
+
+    None means equal weights. Weights are relative (the blend divides by their sum)."""
+    if weights is None:
+        return [1.0] * count
+    values = [number(w, name) for w in weights]
+    if len(values) != count:
+        raise GuidedError(f"`{name}` has {len(values)} values for {count} style image(s): {values}")
+    if any(w < 0 for w in values) or sum(values) <= 0:
+        raise GuidedError(f"`{name}` must be >= 0 with a positive sum, got {values}")
+    return values
+
+
+#: Ranges of the diffusion path's numbers (the CLI, `Stylizer.run`, compare, batch and the REST API).
+#: steps: diffusers' schedulers are trained on 1000 timesteps; guidance_scale: classifier-free
+#: guidance above ~30 saturates every image; size: the loader's input cap, SD works at 512-1024.
+DIFFUSION_RANGES = {"strength": (0.0, 1.0), "steps": (1, 1000), "guidance_scale": (0.0, 100.0), "size": (32, 4096)}
+#: How the CLI spells each of them.
+DIFFUSION_FLAGS = {"strength": "--strength", "steps": "--steps", "guidance_scale": "--guidance-scale",
+                   "size": "--size"}
+
+
+def diffusion_options(*, cli: bool = False, **values) -> None:
+    """Check the diffusion path's numbers (None = not given): strength in (0, 1], steps and size
+    integers in range, guidance_scale finite and in range."""
+    for key, value in values.items():
+        if value is None:
+            continue
+        low, high = DIFFUSION_RANGES[key]
+        name = DIFFUSION_FLAGS[key] if cli else key
+        number(value, name, low=low, high=high, low_open=key == "strength", integer=key in {"steps", "size"})
