@@ -109,6 +109,7 @@ class GatysMethod:
         self.autocast = self.accelerator.autocast if p.mixed_precision != "no" else contextlib.nullcontext
         self.generator = torch.Generator().manual_seed(self.seed)
         self.notes: list[str] = []
+        self.steps: list[int] = []  # iterations run per frame, in order
 
     def describe(self) -> dict:
         if self.objective is None:
@@ -139,6 +140,7 @@ class GatysMethod:
             self.objective.mask = torch.from_numpy(guide.mask)[None, None].to(device)
             self.objective.weight = self.temporal * TEMPORAL_SCALE
             steps = self.frame_iterations
+        self.steps.append(steps)
         run = _Run(self.objective, self.autocast)
         x = _optimize(run, x, p, steps, _Quiet(), lambda i, x: None)
         self.notes.extend(run.notes)
