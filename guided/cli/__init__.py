@@ -10,7 +10,7 @@ from guided import __version__
 from guided.errors import GuidedError
 
 # Subcommand modules, in the order `guided --help` lists them. A missing module is skipped.
-COMMANDS = ["gatys", "stylize", "compare", "batch", "inspect", "presets", "models"]
+COMMANDS = ["gatys", "stylize", "train", "fast", "export", "compare", "batch", "inspect", "presets", "models"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -118,6 +118,8 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
 
     Options are those of `Stylizer.run` (None: preset, then API default); `load_options` (model,
     scheduler, device, mixed_precision, clip, ...) go to `Stylizer.load`.
+    `nets`: fast networks from `guided train` (.safetensors or .onnx), one more row each, at the guided
+    outputs' size.
     `gatys_options`: keyword arguments of `guided.gatys.stylize` (iterations, size, optimizer, ...);
     by default the classic output has the guided outputs' size and precision, and with tiny models
     `TINY_GATYS_ITERATIONS` iterations. `stylizer`: an already loaded `Stylizer` to reuse (its
@@ -127,6 +129,9 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
 
     if models not in MODELS:
         raise GuidedError(f"`models` must be one of {', '.join(MODELS)}, got {models!r}")
+    from guided.fast.apply import FastStylizer
+
+    fast = [FastStylizer.load(n) for n in nets]  # a bad network file fails before any model loads
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     sweep = parse_sweep(sweep)
@@ -156,7 +161,7 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     try:
         report = _run_all(stylizer, photo, paintings, content, style_list, style_weights, text, run_kwargs,
                           guidance or {}, sweep, seed, tmp, smoke, gatys_preset, dict(gatys_options or {}), size,
-                          source_prompt, command)
+                          source_prompt, command, fast)
         _publish(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -167,7 +172,7 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
 
 
 def _run_all(stylizer, photo, paintings, content, style_list, style_weights, prompt, run_kwargs, guidance, sweep,
-             seed, folder: Path, smoke: bool, gatys_preset, gatys_options, size, source_prompt, command):
+             seed, folder: Path, smoke: bool, gatys_preset, gatys_options, size, source_prompt, command, fast=()):
     from guided.io.images import save_image
 
     memory = PeakMemory()
@@ -180,6 +185,11 @@ def _run_all(stylizer, photo, paintings, content, style_list, style_weights, pro
                                 gatys_options, size, memory))
     else:
         notes.append("classic: skipped, classic neural style transfer needs a style painting (--style)")
+
+    # 1b. Fast networks: one forward pass each, at the size the other stages produce.
+    for i, stylizer_net in enumerate(fast):
+        outputs.append(_fast_stage(stylizer_net, photo, size or (DEFAULTS.tiny_size if smoke else DEFAULTS.size),
+                                   f"fast{i + 1}" if len(fast) > 1 else "fast", memory))
 
     # 2. Plain img2img: every guidance weight 0 is exactly diffusers' img2img (tested in issue 3).
     zero = GuidanceConfig(**{t: 0.0 for t in TERMS})
@@ -248,6 +258,16 @@ def _classic(stylizer, content, style_list, style_weights, seed, smoke, gatys_pr
     return {"name": "classic", "label": label, "image": result.image, "metadata": metadata,
             "seconds": round(result.seconds, 3), "peak": peak, "history": history, "xlabel": "iteration",
             "notes": notes}
+
+
+def _fast_stage(stylizer, photo, size: int, name: str, memory: PeakMemory) -> dict:
+    memory.reset()
+    result = stylizer(photo, size=size)
+    peak = memory.peak_mb()
+    card = stylizer.card
+    label = f"fast network ({card.get('width')}, {card.get('iterations')} steps, {stylizer.backend})"
+    return {"name": name, "label": label, "image": result.image, "metadata": result.metadata,
+            "seconds": round(result.seconds, 4), "peak": peak, "history": [], "xlabel": "step", "notes": []}
 
 
 def _stylize_stage(stylizer, content, run_kwargs: dict, guidance, name: str, label: str, memory: PeakMemory) -> dict:
