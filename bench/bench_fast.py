@@ -24,8 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from guided.config import GuidanceConfig  # noqa: E402
-from guided.io.images import load_image, pil_to_tensor  # noqa: E402
+from guided.config import GuidanceConfig
+from guided.io.images import load_image, pil_to_tensor
 
 VGG16 = ROOT.parent / "shared" / "weights" / "vgg16-features-imagenet-ft.safetensors"
 SCORE_SIZE = 224  # the compare report's scale (GuidanceConfig.loss_size)
@@ -44,9 +44,9 @@ def _median_time(fn, repeats: int, warmup: int = 1) -> float:
 
 def speed(args) -> dict:
     """Inference at 512x512: PyTorch (fp32, channels_last) and onnxruntime, per width."""
+    from guided.fast.apply import OnnxRunner
     from guided.fast.checkpoint import load_network
     from guided.fast.export import export
-    from guided.fast.apply import OnnxRunner
     from guided.fast.network import TransformerNet
 
     x = torch.rand(1, 3, 512, 512)
@@ -59,15 +59,15 @@ def speed(args) -> dict:
         nets.setdefault(width, (TransformerNet(width).eval(), {"width": width}))
     for name, (net, card) in nets.items():
         with torch.no_grad():
-            rows[f"{name} pytorch"] = _median_time(lambda: net(x), args.repeats)
+            rows[f"{name} pytorch"] = _median_time(lambda net=net: net(x), args.repeats)
             cl = net.to(memory_format=torch.channels_last)
             xc = x.contiguous(memory_format=torch.channels_last)
-            rows[f"{name} pytorch channels_last"] = _median_time(lambda: cl(xc), args.repeats)
+            rows[f"{name} pytorch channels_last"] = _median_time(lambda cl=cl, xc=xc: cl(xc), args.repeats)
             net.to(memory_format=torch.contiguous_format)
         onnx_path = Path(args.tmp) / f"bench-{card['width']}.onnx"
         export(net, card, onnx_path, "onnx")
         runner = OnnxRunner(onnx_path)
-        rows[f"{name} onnxruntime"] = _median_time(lambda: runner(x), args.repeats)
+        rows[f"{name} onnxruntime"] = _median_time(lambda runner=runner: runner(x), args.repeats)
     return {"inference_512_seconds": rows, "threads": torch.get_num_threads()}
 
 
@@ -79,7 +79,7 @@ def _scorer(backbone: str, style: str):
     net, info = resolve_backbone(backbone)
     vgg = VGGFeatures(net, info.arch)
     cfg = GuidanceConfig()
-    view = lambda im: loss_view(pil_to_tensor(im), SCORE_SIZE)  # noqa: E731
+    view = lambda im: loss_view(pil_to_tensor(im), SCORE_SIZE)
     targets = gram_targets(vgg, [view(load_image(style))], cfg.gram_layers)
 
     def score(image, photo) -> dict:
@@ -93,14 +93,16 @@ def gatys(args) -> dict:
     """Gatys `default` preset on each held-out photo: time and scores (the reference of `quality`)."""
     from guided.gatys import stylize
 
-    score, vgg = _scorer(args.backbone, args.style)
+    score, _vgg = _scorer(args.backbone, args.style)
     out = {}
     for photo in args.photos:
         start = time.perf_counter()
-        result = stylize(photo, [args.style], preset="default", backbone=args.backbone, progress=False)
+        options = {k: v for k, v in (("size", args.size), ("iterations", args.iterations)) if v is not None}
+        result = stylize(photo, [args.style], preset="default", backbone=args.backbone, progress=False, **options)
         seconds = time.perf_counter() - start
         result.save(Path(args.tmp) / f"gatys-{Path(photo).stem}.png")
-        out[Path(photo).name] = {"seconds": seconds, "size": list(result.image.size),
+        out[Path(photo).name] = {"seconds": seconds, "size": list(result.image.size), "options": options,
+                                 "iterations_run": len(result.history),
                                  **score(result.image, load_image(photo))}
         print(Path(photo).name, out[Path(photo).name], flush=True)
     if args.out:
@@ -198,6 +200,8 @@ def main() -> None:
     parser.add_argument("--gatys", help="JSON written by the gatys part")
     parser.add_argument("--backbone", default=str(VGG16))
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--size", type=int, help="gatys part: the default preset's size changed to this long side")
+    parser.add_argument("--iterations", type=int, help="gatys part: the default preset's iterations changed to this")
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tmp", default="out/bench_fast")

@@ -13,7 +13,7 @@ def write_photos(folder: Path, n: int = 4, size: tuple[int, int] = (40, 52), see
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     h, w = size
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    _yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
     for i in range(n):
         base = np.stack([np.sin(6 * xx * rng.uniform(0.5, 2) + c) * 0.5 + 0.5 for c in range(3)], -1)
         base = base * rng.uniform(0.4, 1.0, 3) + rng.normal(0, 0.05, (h, w, 3))

@@ -5,8 +5,8 @@ import pickle
 
 import pytest
 import torch
-
 from fast_helpers import saved_network
+
 from guided.errors import GuidedError
 from guided.fast.checkpoint import load_network, read_card, save_network
 from guided.fast.network import TransformerNet, count_parameters

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from fast_helpers import tiny_models, write_photos, write_style
+
 from guided.errors import GuidedError
 from guided.fast import TrainConfig, train
 from guided.fast.checkpoint import checkpoint_path, read_card
@@ -13,8 +13,8 @@ from guided.fast.data import CropDataset, PhotoFolder, StepSampler
 
 
 def _config(**changes) -> TrainConfig:
-    base = dict(iterations=12, image_size=32, batch_size=2, workers=0, checkpoint_every=100, sample_every=1000,
-                lr=5e-3)
+    base = {"iterations": 12, "image_size": 32, "batch_size": 2, "workers": 0, "checkpoint_every": 100, "sample_every": 1000,
+                "lr": 5e-3}
     return TrainConfig(**{**base, **changes})
 
 
@@ -86,12 +86,12 @@ def test_bad_training_inputs_name_the_problem_and_write_nothing(inputs, tmp_path
     (broken_only / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     out = tmp_path / "out" / "net.safetensors"
     cases = [
-        (dict(styles=[style], data=empty), "holds no image files"),
-        (dict(styles=[style], data=no_images), "holds no image files"),
-        (dict(styles=[style], data=broken_only), "none readable"),
-        (dict(styles=[style], data=tmp_path / "missing"), "does not exist"),
-        (dict(styles=[tmp_path / "nope.jpg"], data=photos), "style image"),
-        (dict(styles=[], data=photos), "no style image and no `--prompt`"),
+        ({"styles": [style], "data": empty}, "holds no image files"),
+        ({"styles": [style], "data": no_images}, "holds no image files"),
+        ({"styles": [style], "data": broken_only}, "none readable"),
+        ({"styles": [style], "data": tmp_path / "missing"}, "does not exist"),
+        ({"styles": [tmp_path / "nope.jpg"], "data": photos}, "style image"),
+        ({"styles": [], "data": photos}, "no style image and no `--prompt`"),
     ]
     for kwargs, message in cases:
         with pytest.raises(GuidedError, match=message) as info:

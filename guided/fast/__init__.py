@@ -18,7 +18,17 @@ _NAMES = {"TrainConfig": "config", "WIDTHS": "config", "TransformerNet": "networ
           "TrainResult": "training", "load_network": "checkpoint", "read_card": "checkpoint", "save_network": "checkpoint",
           "FastStylizer": "apply"}
 
-__all__ = sorted(_NAMES)
+__all__ = [
+    "WIDTHS",
+    "FastStylizer",
+    "TrainConfig",
+    "TrainResult",
+    "TransformerNet",
+    "load_network",
+    "read_card",
+    "save_network",
+    "train",
+]
 
 
 def __getattr__(name: str):

@@ -99,4 +99,4 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-__all__ = ["TransformerNet", "WIDTHS", "MULTIPLE", "MIN_SIDE", "count_parameters"]
+__all__ = ["MIN_SIDE", "MULTIPLE", "WIDTHS", "TransformerNet", "count_parameters"]

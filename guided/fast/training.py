@@ -12,7 +12,6 @@ the main process alone writes files.
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import signal
