@@ -151,4 +151,4 @@ def stylize(network: str | Path, photo: str | Path | Image.Image, **options) -> 
     return FastStylizer.load(network)(photo, **options)
 
 
-__all__ = ["FastResult", "FastStylizer", "NETWORK_SUFFIXES", "OnnxRunner", "stylize"]
+__all__ = ["NETWORK_SUFFIXES", "FastResult", "FastStylizer", "OnnxRunner", "stylize"]

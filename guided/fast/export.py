@@ -171,4 +171,4 @@ def _torchscript(net: TransformerNet, card_json: str, tmp: Path) -> ExportResult
 CONTRACT = ("input: float32 NCHW RGB in [0, 1], any height and width >= 8; output: the same shape, RGB in [0, 1]; "
             "padding to a multiple of 4 and cropping back are inside the graph")
 
-__all__ = ["CHECK_SIZES", "CONTRACT", "EXPORT_HINT", "ExportResult", "FORMATS", "TORCHSCRIPT_NOTE", "export"]
+__all__ = ["CHECK_SIZES", "CONTRACT", "EXPORT_HINT", "FORMATS", "TORCHSCRIPT_NOTE", "ExportResult", "export"]

@@ -19,10 +19,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from guided.errors import GuidedError
+from guided.fast.config import WIDTHS
 
-#: Channels of the three convolution stages. `full` is Johnson's network (1.68 M parameters),
-#: `half` the half-width one his code ships "without sacrificing quality" (0.42 M).
-WIDTHS: dict[str, tuple[int, int, int]] = {"full": (32, 64, 128), "half": (16, 32, 64)}
 #: The network downsamples twice by 2, so sizes are padded to a multiple of this.
 MULTIPLE = 4
 #: Smallest side accepted: the 1/4-scale feature map must be at least 2 px for reflection padding.
@@ -101,4 +99,4 @@ def count_parameters(net: nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 
 
-__all__ = ["TransformerNet", "WIDTHS", "MULTIPLE", "MIN_SIDE", "count_parameters"]
+__all__ = ["MIN_SIDE", "MULTIPLE", "WIDTHS", "TransformerNet", "count_parameters"]
