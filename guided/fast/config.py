@@ -59,6 +59,9 @@ class TrainConfig:
     workers: int = 2  # loader processes: decoding and resizing photos overlaps the step
     device: str | None = None
     cutouts: int = 2  # CLIP crops per image (see GuidanceConfig.cutouts)
+    # ReReVST's temporal loss on synthetic flow (guided.video.synthetic): 0 = off, as Johnson trains. It costs
+    # one more network pass per step; networks meant for video flicker less with it (bench/README.md, video).
+    temporal_weight: float = 0.0
 
     def validate(self) -> TrainConfig:
         def positive_int(name: str, minimum: int = 1) -> None:
@@ -76,7 +79,7 @@ class TrainConfig:
             raise GuidedError(f"`epochs` must be a positive number, got {self.epochs!r}")
         if self.width not in WIDTHS:
             raise GuidedError(f"`width` must be one of {', '.join(WIDTHS)}, got {self.width!r}")
-        for name in (*TERM_OPTIONS, "lr"):
+        for name in (*TERM_OPTIONS, "lr", "temporal_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise GuidedError(f"`{name}` must be a finite number >= 0, got {value!r}")

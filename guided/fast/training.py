@@ -218,6 +218,9 @@ def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | N
                                          batch_size=config.batch_size, num_workers=config.workers,
                                          worker_init_fn=_quiet_worker)
     weights = {n: guidance.weight(n) / scales[n] for n in names}
+    if config.temporal_weight > 0:  # ReReVST's loss on synthetic flow (guided.video.synthetic); already O(1e-3)
+        names.append("temporal")
+        weights["temporal"] = config.temporal_weight
     files = _side_files(out) if out is not None and main else None
 
     def checkpoint() -> Path | None:
@@ -248,7 +251,13 @@ def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | N
                 group["lr"] = config.lr_at(step, total)
             with accelerator.autocast():
                 styled = model(batch)
-            terms = objective.terms(styled, names, content=batch)
+            terms = objective.terms(styled, [n for n in names if n != "temporal"], content=batch)
+            if config.temporal_weight > 0:
+                from guided.video.synthetic import temporal_loss
+
+                flows = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # a function of the step
+                with accelerator.autocast():
+                    terms["temporal"] = temporal_loss(model, batch, styled, generator=flows)
             loss = sum(weights[n] * terms[n] for n in names)
             optimizer.zero_grad(set_to_none=True)
             accelerator.backward(loss)
