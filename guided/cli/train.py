@@ -66,7 +66,6 @@ def add_parser(sub) -> None:
                    help=f"steps between loss-curve and sample-grid PNGs (default {_D.sample_every})")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
                    help="continue from NET.ckpt.safetensors (or from CKPT)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if config.style_weights is not None and len(config.style_weights) != len(args.styles):
         raise GuidedError(f"`--style-weights` has {len(config.style_weights)} values for {len(args.styles)} STYLE_IMAGE(s)")
     try:
-        result = train(args.styles, args.data, args.output, config, resume=args.resume, progress=not args.quiet)
+        result = train(args.styles, args.data, args.output, config, resume=args.resume, progress=not getattr(args, "quiet", False))
     except TrainingInterrupted as exc:
         print(f"guided: {exc}", file=sys.stderr)
         return 130 if exc.signal_name == "SIGINT" else 143
