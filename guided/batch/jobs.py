@@ -155,3 +155,35 @@ class StylizeJob:
         metadata = dict(result.metadata)
         metadata["styles"] = self._style_hashes
         return result.image, metadata
+
+
+@dataclass
+class FastJob:
+    """A fast network from `guided train` (`guided.fast.apply.FastStylizer`) on every image: one pass each."""
+
+    net: str
+    size: int | None = None  # long side of the outputs (None: each photo's own size)
+    original_colors: bool = False
+    mixed_precision: str | None = None
+    device: str | None = None
+    method: str = "fast"
+
+    def __post_init__(self) -> None:
+        if self.size is not None and self.size < 8:
+            raise GuidedError(f"`--size` must be at least 8 pixels with --method fast, got {self.size}")
+        self.labels = (self.method,)
+        self._hash = _file_hash(self.net, "`--net` network file")
+        self._stylizer = None
+
+    def params(self, label: str) -> dict:
+        return {"net": {"file": str(self.net), "sha256": self._hash}, "size": self.size,
+                "original_colors": self.original_colors, "mixed_precision": self.mixed_precision}
+
+    def load(self) -> None:
+        from guided.fast.apply import FastStylizer
+
+        self._stylizer = FastStylizer.load(self.net, device=self.device, mixed_precision=self.mixed_precision)
+
+    def run(self, image, label: str):
+        result = self._stylizer(image, size=self.size, original_colors=self.original_colors)
+        return result.image, result.metadata

@@ -28,8 +28,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     parser.add_argument("-o", "--output", dest="output_dir", metavar="OUTPUT_DIR", required=True,
                         help="folder for the outputs and manifest.jsonl (created if missing)")
     parser.add_argument("--recursive", "-r", action="store_true", help="also take images in subfolders")
-    parser.add_argument("--method", choices=("stylize", "gatys"), default="stylize",
-                        help="guided Stable Diffusion (stylize, the default) or classic Gatys style transfer")
+    parser.add_argument("--method", choices=("stylize", "gatys", "fast"), default="stylize",
+                        help="guided Stable Diffusion (stylize, the default), classic Gatys style transfer, or a "
+                             "fast network from `guided train` (fast, with --net)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     before = {action.dest for action in parser._actions}
     add_stylize_options(parser)  # one source for the options (and defaults) of `guided stylize`
@@ -48,10 +49,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                            help="vgg19, vgg16, vgg19-random, vgg16-random or a weights file (default: "
                                 "$GUIDED_VGG_WEIGHTS, else vgg19)").dest,
     ]
+    fast = parser.add_argument_group("options of --method fast (also --size, --mixed-precision, --device)")
+    fast_only = [fast.add_argument("--net", default=None, metavar="NET",
+                                   help="network file from `guided train` (.safetensors) or `guided export` "
+                                        "(.onnx)").dest]
     real = [a for a in parser._actions if a.default is not argparse.SUPPRESS]  # not the deprecated spellings
     parser.set_defaults(defaults={a.dest: a.default for a in real},
                         spellings={a.dest: a.option_strings[-1] for a in real if a.option_strings})
-    parser.set_defaults(func=run, gatys_only=gatys_only, stylize_only=stylize_only)
+    parser.set_defaults(func=run, gatys_only=gatys_only, stylize_only=stylize_only, fast_only=fast_only)
     return parser
 
 
@@ -94,6 +99,11 @@ def make_job(args: argparse.Namespace):
     from guided.errors import GuidedError
 
     presets = _presets(getattr(args, "preset", None))
+    if args.method == "fast":
+        return _fast_job(args, presets)
+    given = _given(args, args.fast_only)
+    if given:
+        raise GuidedError(f"{', '.join(given)} only apply to --method fast")
     if args.method == "gatys":
         from guided.batch.jobs import GatysJob
 
@@ -120,6 +130,21 @@ def make_job(args: argparse.Namespace):
         raise GuidedError("`--prompt` is empty and no --style painting or --preset was given: nothing to "
                           "stylize toward")
     return StylizeJob(run_options=run_options, load_options=load_kwargs(args), presets=presets)
+
+
+def _fast_job(args: argparse.Namespace, presets):
+    from guided.batch.jobs import FastJob
+    from guided.errors import GuidedError
+
+    if not args.net:
+        raise GuidedError("`--net` is required with --method fast: a network from `guided train`")
+    given = _given(args, [d for d in args.stylize_only + args.gatys_only if d != "original_colors"])
+    given += ["--preset"] * bool(presets) + ["--style"] * bool(_styles(args.style)) + \
+        ["--style-weights"] * (args.style_weights is not None)
+    if given:
+        raise GuidedError(f"{', '.join(given)} do not apply to --method fast (the network is the style)")
+    return FastJob(net=args.net, size=args.size, original_colors=bool(args.original_colors),
+                   mixed_precision=args.mixed_precision, device=getattr(args, "device", None))
 
 
 def run(args: argparse.Namespace) -> int:

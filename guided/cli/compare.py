@@ -35,6 +35,8 @@ def add_parser(sub) -> None:
                         "(repeatable)")
     p.add_argument("--gatys-iterations", type=int, metavar="N",
                    help="iterations of the classic path (default: its preset's; 10 with --tiny)")
+    p.add_argument("--net", action="append", default=[], metavar="NET",
+                   help="a fast network from `guided train` (.safetensors or .onnx): one more row (repeatable)")
     add_stylize_options(p)
     add_backbone_option(p)
     p.set_defaults(func=run)
@@ -65,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from_console = Path(sys.argv[0]).name == "guided"  # not when called in-process (tests, notebooks)
     command = "guided " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if from_console else None
     report = compare(args.content, **options, sweep=sweep, out_dir=args.output, gatys_options=gatys,
-                     command=command, **load_kwargs(args))
+                     command=command, nets=args.net, **load_kwargs(args))
     label = " [SMOKE RUN: tiny RANDOM models, not stylizations]" if report.smoke else ""
     print(f"wrote {report.out_dir}/report.html ({len(report.rows) - 1} outputs, metrics.json, metrics.md, grid.png)"
           f"{label}")

@@ -12,7 +12,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "inspect", help="print the parameters and provenance saved with an image",
         description="Print the reproducibility manifest saved with an image by guided: from its "
                     "PNG text chunk, else from its JSON sidecar (IMAGE.json next to it).")
-    parser.add_argument("image", metavar="IMAGE", help="an image written by guided (or its .json sidecar)")
+    parser.add_argument("image", metavar="IMAGE", help="an image written by guided (or its .json sidecar), or a "
+                                                       "network from `guided train` (NET.safetensors: its model card)")
     parser.add_argument("--json", action="store_true", help="print the raw JSON instead of a summary")
     parser.set_defaults(func=run)
 
@@ -20,7 +21,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from guided.io.images import read_metadata
 
-    manifest = read_metadata(args.image)
+    if str(args.image).endswith(".safetensors"):
+        from guided.fast.checkpoint import read_card
+
+        manifest = read_card(args.image)
+    else:
+        manifest = read_metadata(args.image)
     if args.json:
         json.dump(manifest, sys.stdout, indent=2, ensure_ascii=False)
         sys.stdout.write("\n")

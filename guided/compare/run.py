@@ -91,6 +91,7 @@ class _Run:
     size: int | None
     source_prompt: str
     command: str | None
+    fast: list = field(default_factory=list)  # loaded fast networks (guided.fast.apply.FastStylizer), one row each
 
 
 # ------------------------------------------------------------------------------------ inputs
@@ -151,12 +152,14 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
             strength: float | None = None, steps: int | None = None, guidance_scale: float | None = None,
             guidance: dict | None = None, preserve_color: bool = False, gatys_preset: str = "default",
             gatys_options: dict | None = None, source_prompt: str = SOURCE_PROMPT, stylizer=None,
-            command: str | None = None, **load_options) -> CompareReport:
+            command: str | None = None, nets: Sequence[str | Path] = (), **load_options) -> CompareReport:
     """Run classic NST (`gatys_preset`), plain img2img (every guidance weight 0) and guided img2img
     (plus one guided run per `sweep` value) on `content` with the same seed; write the report.
 
     Options are those of `Stylizer.run` (None: preset, then API default); `load_options` (model,
     scheduler, device, mixed_precision, clip, ...) go to `Stylizer.load`.
+    `nets`: fast networks from `guided train` (.safetensors or .onnx), one more row each, at the guided
+    outputs' size.
     `gatys_options`: keyword arguments of `guided.gatys.stylize` (iterations, size, optimizer, ...);
     by default the classic output has the guided outputs' size and precision, and with tiny models
     `TINY_GATYS_ITERATIONS` iterations. `stylizer`: an already loaded `Stylizer` to reuse (its
@@ -167,6 +170,9 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     if models not in MODEL_SETS:
         raise GuidedError(f"`models` must be one of {', '.join(MODEL_SETS)}, got {models!r}")
     validate.diffusion_options(strength=strength, steps=steps, guidance_scale=guidance_scale, size=size)
+    from guided.fast.apply import FastStylizer
+
+    fast = [FastStylizer.load(n) for n in nets]  # a bad network file fails before any model loads
     out_dir = Path(out_dir)
     _check_out_dir(out_dir)
     sweep = parse_sweep(sweep)
@@ -196,7 +202,7 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     try:
         report = _run_all(_Run(stylizer, photo, paintings, content, style_list, style_weights, text, run_kwargs,
                                dict(guidance or {}), sweep, seed, tmp, smoke, gatys_preset, dict(gatys_options or {}),
-                               size, source_prompt, command))
+                               size, source_prompt, command, fast))
         _publish(tmp, out_dir)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -218,6 +224,12 @@ def _run_all(run: _Run) -> CompareReport:
         outputs.append(_classic(run, memory))
     else:
         notes.append("classic: skipped, classic neural style transfer needs a style painting (--style)")
+
+    # 1b. Fast networks: one forward pass each, at the size the other stages produce.
+    for i, stylizer_net in enumerate(run.fast):
+        outputs.append(_fast_stage(stylizer_net, run.photo,
+                                   run.size or (DEFAULTS.tiny_size if run.smoke else DEFAULTS.size),
+                                   f"fast{i + 1}" if len(run.fast) > 1 else "fast", memory))
 
     # 2. Plain img2img: every guidance weight 0 is exactly diffusers' img2img (tested in issue 3).
     zero = GuidanceConfig(**{t: 0.0 for t in TERMS})
@@ -284,6 +296,15 @@ def _classic(run: _Run, memory: PeakMemory) -> Stage:
     # The weighted terms only, not bookkeeping such as evaluations.
     history = [{k: h[k] for k in GATYS_TERMS if k in h} for h in result.history]
     return Stage("classic", label, result.image, metadata, round(result.seconds, 3), peak, history, "iteration", notes)
+
+
+def _fast_stage(stylizer, photo, size: int, name: str, memory: PeakMemory) -> Stage:
+    memory.reset()
+    result = stylizer(photo, size=size)
+    peak = memory.peak_mb()
+    card = stylizer.card
+    label = f"fast network ({card.get('width')}, {card.get('iterations')} steps, {stylizer.backend})"
+    return Stage(name, label, result.image, result.metadata, round(result.seconds, 4), peak, [], "step", [])
 
 
 def _stylize_stage(run: _Run, guidance, name: str, label: str, memory: PeakMemory) -> Stage:

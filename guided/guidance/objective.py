@@ -106,8 +106,12 @@ class GuidedObjective:
 
     def __init__(self, config: GuidanceConfig, models: GuidanceModels, *, prompt: str | None = None,
                  style_images: Sequence[Tensor] = (), style_weights: Sequence[float] | None = None,
-                 content_image: Tensor | None = None):
+                 content_image: Tensor | None = None, style_size: int | None = None):
         config.validate()
+        if style_size is not None and (isinstance(style_size, bool) or not isinstance(style_size, int)
+                                       or style_size < 16):
+            raise GuidedError(f"`style_size` must be an integer number of pixels >= 16, got {style_size!r}")
+        self.style_size = style_size  # long side of the style images' view (None: `config.loss_size`)
         self.config = config
         self.models = models
         self.notes: list[str] = []
@@ -172,7 +176,7 @@ class GuidedObjective:
             self.truncation = list(self.models.clip.last_truncation)
             for t in self.truncation:
                 self.notes.append(f"clip_text: prompt truncated to {t['context_length']} tokens (it has {t['tokens']})")
-        views = [loss_view(s.to(device), size) for s in styles]
+        views = [loss_view(s.to(device), self.style_size or size) for s in styles]
         if "clip_style" in self.available_terms:
             self.style_target = self.models.clip.style_target(views, self.style_weights)
         if "gram" in self.available_terms:
@@ -191,15 +195,21 @@ class GuidedObjective:
     # -- evaluation ---------------------------------------------------------------------------
 
     def terms(self, image01: Tensor, names: Iterable[str] | None = None, *,
-              generator: torch.Generator | None = None, augment: bool | None = None) -> dict[str, Tensor]:
+              generator: torch.Generator | None = None, augment: bool | None = None,
+              content: Tensor | None = None) -> dict[str, Tensor]:
         """Unweighted float32 value of each named term (default: all available), differentiable.
 
         One CLIP pass serves both CLIP terms and one VGG pass serves `gram` and `content`.
         `generator`/`augment` override the objective's cutout generator and `cutout_augment`.
+        `content`: one content image per image of the batch, same shape as `image01`, instead of the
+        objective's own content image (a feed-forward network trains on a different photo per sample);
+        then `content` is available even when the objective was built without a content image.
         """
         names = list(self.available_terms if names is None else names)
+        available = self.available_terms + (("content",) if content is not None and self.models.vgg is not None
+                                            else ())
         for name in names:
-            if name not in self.available_terms:
+            if name not in available:
                 raise GuidedError(f"guidance term {name!r} is not available here; available: "
                                   f"{', '.join(self.available_terms) or 'none'}")
         if image01.ndim != 4 or image01.shape[1] != 3:
@@ -223,8 +233,15 @@ class GuidedObjective:
                 if "gram" in names:
                     out["gram"] = torch.stack([gram_loss(feats[layer], self.gram_targets[layer].to(view.device))
                                                for layer in cfg.gram_layers]).mean()
-                if "content" in names:
+                if "content" in names and content is not None:
+                    if content.shape != image01.shape:
+                        raise GuidedError(f"`content` must have the shape of `image01` {tuple(image01.shape)}, "
+                                          f"got {tuple(content.shape)}")
+                    with torch.no_grad():
+                        target = self._vgg(loss_view(content.float(), cfg.loss_size), cfg.content_layers)
+                elif "content" in names:
                     target = self._content_target(tuple(view.shape[-2:]), view.device)
+                if "content" in names:
                     out["content"] = torch.stack([content_loss(feats[layer], target[layer])
                                                   for layer in cfg.content_layers]).mean()
             if "tv" in names:

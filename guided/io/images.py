@@ -319,6 +319,17 @@ def _make_parent(path: Path) -> None:
         raise GuidedError(f"cannot create the folder for '{path}': {one_line(exc)}") from None
 
 
+def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
+    """Write `data` to `path` atomically (creating its folder), as `save_image` does; see `io.files.atomic_write`."""
+    from guided.io.files import atomic_write
+
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise GuidedError(f"cannot write '{path}': it is a directory")
+    _make_parent(path)
+    return atomic_write(path, data)
+
+
 # --------------------------------------------------------------------------------------------- read
 def read_metadata(path: str | Path) -> dict:
     """The metadata saved with an image: its PNG chunk `guided`, else its sidecar `<path>.json`.

@@ -1,0 +1,107 @@
+"""`TrainConfig`: every setting of a fast-network training run, with the reason for each default.
+
+Torch-free, so that `guided train --help` reads its defaults from here without importing torch.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from guided.errors import GuidedError
+
+#: Channels of the three convolution stages. `full` is Johnson's network (1.68 M parameters),
+#: `half` the half-width one his code ships "without sacrificing quality" (0.42 M).
+WIDTHS: dict[str, tuple[int, int, int]] = {"full": (32, 64, 128), "half": (16, 32, 64)}
+#: The objective's terms a training run can weight (names of `guided.config.GuidanceConfig`).
+TERM_OPTIONS = ("gram", "content", "tv", "clip_text", "clip_style")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes a training run; `guided train` reads its defaults from here."""
+
+    # Steps of one global batch. Johnson: "at least 10,000 iterations" on COCO; on our few photos and
+    # a 2-core CPU, 2000 at 256 px is what an afternoon buys (bench/README.md: quality per step).
+    iterations: int = 2000
+    # Alternative to `iterations`: passes over the photos (iterations = ceil(epochs * photos / batch)).
+    epochs: float | None = None
+    # 256 px crops, batch 4, Adam 1e-3: pytorch/examples fast_neural_style and Johnson et al.
+    image_size: int = 256
+    batch_size: int = 4
+    lr: float = 1e-3
+    # The last `decay_fraction` of the steps decay the learning rate linearly to `final_lr_factor` x lr:
+    # small batches leave noisy weights; a short anneal settles them (a pure function of the step).
+    decay_fraction: float = 0.2
+    final_lr_factor: float = 0.1
+    # Long side of the painting for its Gram targets (None: `image_size`, the scale the crops are seen at).
+    style_size: int | None = None
+    # "half" by default: 4x fewer parameters, ~3x faster at 512 px on CPU, Gram/content distances close
+    # to "full" after the same training (bench/README.md, "Fast networks").
+    width: str = "half"
+    # Term weights, on terms divided by `term_scales` (O(1) at the start). Calibrated with the real
+    # VGG-16 on several photos and two paintings (bench/README.md): style 4 vs content 1 gives a
+    # real stylization, not a colour cast; TV 1e-3 only removes speckle.
+    gram: float = 4.0
+    content: float = 1.0
+    tv: float = 1e-2
+    # CLIP terms, used only with a prompt (clip_text) or clip_style > 0; they need CLIP weights.
+    clip_text: float = 1.0
+    clip_style: float = 0.0
+    prompt: str | None = None
+    style_weights: Sequence[float] | None = None
+    backbone: str | None = None  # see guided.models.vgg.resolve_backbone (None: $GUIDED_VGG_WEIGHTS, else vgg19)
+    seed: int = 0
+    mixed_precision: str = "no"  # "bf16": ~1.3-1.8x faster on CPUs with bf16 units, losses stay float32
+    channels_last: bool = False  # NHWC memory format; measured in bench/README.md
+    checkpoint_every: int = 200  # a crash loses at most this many steps (a few minutes on a CPU)
+    sample_every: int = 200  # loss-curve PNG and sample grid next to the output
+    workers: int = 2  # loader processes: decoding and resizing photos overlaps the step
+    device: str | None = None
+    cutouts: int = 2  # CLIP crops per image (see GuidanceConfig.cutouts)
+    # ReReVST's temporal loss on synthetic flow (guided.video.synthetic): 0 = off, as Johnson trains. It costs
+    # one more network pass per step; networks meant for video flicker less with it (bench/README.md, video).
+    temporal_weight: float = 0.0
+
+    def validate(self) -> TrainConfig:
+        def positive_int(name: str, minimum: int = 1) -> None:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise GuidedError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
+
+        for name in ("iterations", "batch_size", "checkpoint_every", "sample_every"):
+            positive_int(name)
+        positive_int("image_size", 32)
+        positive_int("workers", 0)
+        if self.style_size is not None:
+            positive_int("style_size", 16)
+        if self.epochs is not None and not (isinstance(self.epochs, (int, float)) and self.epochs > 0):
+            raise GuidedError(f"`epochs` must be a positive number, got {self.epochs!r}")
+        if self.width not in WIDTHS:
+            raise GuidedError(f"`width` must be one of {', '.join(WIDTHS)}, got {self.width!r}")
+        for name in (*TERM_OPTIONS, "lr", "temporal_weight"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+                raise GuidedError(f"`{name}` must be a finite number >= 0, got {value!r}")
+        if not self.lr > 0:
+            raise GuidedError(f"`lr` must be positive, got {self.lr!r}")
+        if not 0 <= self.decay_fraction <= 1 or not 0 < self.final_lr_factor <= 1:
+            raise GuidedError(f"`decay_fraction` must be in [0, 1] and `final_lr_factor` in (0, 1], got "
+                              f"{self.decay_fraction!r}, {self.final_lr_factor!r}")
+        from guided.accel import check_mixed_precision
+
+        self.mixed_precision = check_mixed_precision(self.mixed_precision, self.device)
+        return self
+
+    def total_steps(self, photos: int) -> int:
+        if self.epochs is None:
+            return self.iterations
+        return max(1, math.ceil(self.epochs * photos / self.batch_size))
+
+    def lr_at(self, step: int, total: int) -> float:
+        """Learning rate of 0-based `step`: constant, then a linear decay over the last steps."""
+        start = total * (1 - self.decay_fraction)
+        if step < start or total <= start:
+            return self.lr
+        frac = (step - start) / (total - start)
+        return self.lr * (1 - frac * (1 - self.final_lr_factor))

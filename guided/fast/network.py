@@ -1,0 +1,102 @@
+"""Johnson et al.'s image transformation network (2016), with Ulyanov et al.'s instance normalisation.
+
+    >>> net = TransformerNet("half")
+    >>> net(torch.rand(1, 3, 300, 451)).shape   # any size: padded to a multiple of 4 inside, cropped back
+    torch.Size([1, 3, 300, 451])
+
+Input and output are float32 NCHW RGB in [0, 1]. Deviations from the paper, each for a reason:
+- reflection padding instead of zero padding (Johnson's own code): no dark border artefacts;
+- instance norm instead of batch norm (Ulyanov et al. 2016): one style per image, whatever the batch;
+- nearest upsampling + convolution instead of fractionally strided convolution (Odena et al. 2016):
+  transposed convolutions leave checkerboard artefacts;
+- a sigmoid on the output instead of Johnson's scaled tanh: the same shape, mapped straight to [0, 1];
+- padding to a multiple of 4 and cropping back inside `forward`, so exported graphs accept any size.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from guided.errors import GuidedError
+from guided.fast.config import WIDTHS
+
+#: The network downsamples twice by 2, so sizes are padded to a multiple of this.
+MULTIPLE = 4
+#: Smallest side accepted: the 1/4-scale feature map must be at least 2 px for reflection padding.
+MIN_SIDE = 8
+RESIDUAL_BLOCKS = 5
+
+
+class ConvLayer(nn.Sequential):
+    """Reflection padding, then a convolution (no zero padding at the border)."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1):
+        super().__init__(nn.ReflectionPad2d(kernel // 2), nn.Conv2d(cin, cout, kernel, stride))
+
+
+class ConvNormRelu(nn.Sequential):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1):
+        super().__init__(ConvLayer(cin, cout, kernel, stride), nn.InstanceNorm2d(cout, affine=True), nn.ReLU())
+
+
+class ResidualBlock(nn.Module):
+    """Two 3x3 conv + instance norm, ReLU between, added to the input (Gross & Wilber's variant, as Johnson)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(ConvNormRelu(channels, channels, 3), ConvLayer(channels, channels, 3),
+                                  nn.InstanceNorm2d(channels, affine=True))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.body(x)
+
+
+class UpsampleConvNormRelu(nn.Module):
+    """Nearest-neighbour x2 upsampling, then conv + instance norm + ReLU (no checkerboard artefacts)."""
+
+    def __init__(self, cin: int, cout: int):
+        super().__init__()
+        self.conv = ConvNormRelu(cin, cout, 3)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class TransformerNet(nn.Module):
+    """The feed-forward stylization network; `width` is "full" or "half" (see `WIDTHS`)."""
+
+    def __init__(self, width: str = "half"):
+        super().__init__()
+        if width not in WIDTHS:
+            raise GuidedError(f"`width` must be one of {', '.join(WIDTHS)}, got {width!r}")
+        self.width = width
+        self.multiple = MULTIPLE  # an attribute, not the global: TorchScript cannot read module globals
+        c1, c2, c3 = WIDTHS[width]
+        self.down = nn.Sequential(ConvNormRelu(3, c1, 9), ConvNormRelu(c1, c2, 3, 2), ConvNormRelu(c2, c3, 3, 2))
+        self.res = nn.Sequential(*(ResidualBlock(c3) for _ in range(RESIDUAL_BLOCKS)))
+        self.up = nn.Sequential(UpsampleConvNormRelu(c3, c2), UpsampleConvNormRelu(c2, c1))
+        self.out = ConvLayer(c1, 3, 9)
+
+    def extra_repr(self) -> str:
+        return f"width={self.width!r}"
+
+    def forward(self, image: Tensor) -> Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1], for any H, W >= MIN_SIDE."""
+        h, w = image.shape[-2], image.shape[-1]
+        m = self.multiple
+        pad_h = (m - h % m) % m
+        pad_w = (m - w % m) % m
+        x = F.pad(image, [0, pad_w, 0, pad_h], mode="reflect")
+        x = self.out(self.up(self.res(self.down(x))))
+        # Crop back by a negative constant pad, not a slice: the size is then h, w by construction, which
+        # torch.export can prove for a symbolic size (a slice :h needs h <= padded size, a guard it cannot).
+        x = F.pad(x, [0, w - x.shape[-1], 0, h - x.shape[-2]])
+        return torch.sigmoid(x)
+
+
+def count_parameters(net: nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+__all__ = ["MIN_SIDE", "MULTIPLE", "WIDTHS", "TransformerNet", "count_parameters"]

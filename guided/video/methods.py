@@ -1,0 +1,138 @@
+"""How each paradigm stylizes one frame given the previous output moved onto it (`Guide`).
+
+A method is called once per frame, in order: `method(frame, guide)` with the RGB uint8 frame and,
+from the second frame on, the flow-warped previous output and its non-occlusion mask. `temporal`
+(0..1) is the strength of the consistency; 0 is plain per-frame stylization.
+
+- `FastMethod`: one network pass, then the warped previous output blended into the reliable pixels
+  (`(1 - t M) net(frame) + t M warp(prev)`): an average along the motion that keeps what is seen
+  moving and lets what is new (M = 0) come from the network alone.
+- `StylizeMethod`: guided img2img with the same seed for every frame (the same noise, so the same
+  texture choices), starting from the current frame with the warped previous result blended into
+  it. Diffusion takes seconds per frame on a GPU and minutes on a CPU: meant for GPUs.
+- `GatysMethod` (guided.video.gatys): Ruder et al.'s warped initialisation and temporal loss.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Guide:
+    """The previous output seen from the current frame."""
+
+    aligned: np.ndarray  # (H, W, 3) float32 in [0, 1]: the previous output, flow-warped
+    mask: np.ndarray  # (H, W) float32 in {0, 1}: 1 where the pixel was visible in the previous frame
+
+
+class FrameMethod(Protocol):
+    """The per-frame work of `guided video`."""
+
+    name: str
+    temporal: float
+
+    def params(self) -> dict:
+        """Everything that changes the output frames, JSON-serialisable (a resumed run must match it)."""
+
+    def load(self) -> None:
+        """Load the models; called once, before the first frame that still has to be done."""
+
+    def describe(self) -> dict:
+        """The models, as the manifest names them."""
+
+    def __call__(self, frame: np.ndarray, guide: Guide | None) -> np.ndarray:
+        """The stylized frame, (H, W, 3) float32 in [0, 1], the frame's size."""
+
+
+def blend(image: np.ndarray, guide: Guide | None, strength: float) -> np.ndarray:
+    """`image` with the warped previous output mixed into its reliable pixels by `strength`."""
+    if guide is None or strength <= 0:
+        return image
+    weight = (strength * guide.mask)[..., None]
+    return (1.0 - weight) * image + weight * guide.aligned
+
+
+def to_unit(frame: np.ndarray) -> np.ndarray:
+    return frame.astype(np.float32) / 255.0
+
+
+class FastMethod:
+    """A feed-forward network per frame (guided.fast), blended with the warped previous output."""
+
+    name = "fast"
+
+    def __init__(self, network: str | Path, *, temporal: float, device: str | None = None,
+                 mixed_precision: str | None = None):
+        self.network, self.temporal = Path(network), temporal
+        self.device, self.mixed_precision = device, mixed_precision
+        self.stylizer = None
+
+    def params(self) -> dict:
+        from guided.io.files import sha256_file
+
+        return {"network_sha256": sha256_file(self.network), "temporal": self.temporal,
+                "mixed_precision": self.mixed_precision}
+
+    def load(self) -> None:
+        from guided.fast.apply import FastStylizer
+
+        self.stylizer = FastStylizer.load(self.network, device=self.device, mixed_precision=self.mixed_precision)
+
+    def describe(self) -> dict:
+        return {"network": self.stylizer.describe()} if self.stylizer else {"network": str(self.network)}
+
+    def __call__(self, frame: np.ndarray, guide: Guide | None) -> np.ndarray:
+        import torch
+
+        x = torch.from_numpy(to_unit(frame)).permute(2, 0, 1)[None]
+        y = self.stylizer.run_tensor(x)[0].permute(1, 2, 0).clamp(0, 1).numpy()
+        return blend(y, guide, self.temporal)
+
+
+class StylizeMethod:
+    """Guided img2img (guided.stylize.Stylizer) per frame: one seed, init from the warped previous result.
+
+    Slow: a diffusion run per frame. On a CPU only tiny models (`models="tiny"`) are practical."""
+
+    name = "stylize"
+
+    def __init__(self, *, temporal: float, seed: int = 0, models: str = "default", load_options: dict | None = None,
+                 run_options: dict | None = None):
+        self.temporal, self.seed, self.models = temporal, seed, models
+        self.load_options = dict(load_options or {})
+        self.run_options = dict(run_options or {})
+        self.stylizer = None
+
+    def params(self) -> dict:
+        return {"temporal": self.temporal, "seed": self.seed, "models": self.models, "load": self.load_options,
+                "run": {k: str(v) if isinstance(v, Path) else v for k, v in self.run_options.items()}}
+
+    def load(self) -> None:
+        from guided.stylize import Stylizer
+
+        self.stylizer = Stylizer.load(models=self.models, **self.load_options)
+
+    def describe(self) -> dict:
+        return dict(self.stylizer.model_info) if self.stylizer else {"models": self.models}
+
+    def __call__(self, frame: np.ndarray, guide: Guide | None) -> np.ndarray:
+        from PIL import Image
+
+        init = blend(to_unit(frame), guide, self.temporal)
+        photo = Image.fromarray((init * 255.0 + 0.5).clip(0, 255).astype(np.uint8))
+        size = max(photo.size)
+        result = self.stylizer.run(photo, seed=self.seed, size=size, **self.run_options)
+        image = result.image
+        if image.size != photo.size:  # the pipeline works in multiples of 8
+            image = image.resize(photo.size, Image.Resampling.BICUBIC)
+        return to_unit(np.asarray(image.convert("RGB")))
+
+
+__all__ = ["FastMethod", "FrameMethod", "Guide", "StylizeMethod", "blend"]
