@@ -350,7 +350,7 @@ def make_card(config: TrainConfig, total: int, history: list[dict], elapsed: flo
             "weights": {n: getattr(config, n) for n in TERM_OPTIONS}, "term_scales": scales,
             "vgg": models.get("vgg"), "clip": models.get("clip"), "width": config.width, "iterations": total,
             "image_size": config.image_size, "batch_size": config.batch_size, "processes": world,
-            "final_losses": final, "final_losses_note": "mean of the last 20 steps, unweighted terms",
+            "final_losses": final, "final_losses_note": "means of the last 20 steps: total is the weighted objective, the others unweighted terms",
             "training_seconds": round(elapsed, 1), "data": {"folder": str(folder.root), "photos": len(folder.files),
                                                             "skipped": len(folder.skipped)},
             "config": options, "versions": library_versions()}
