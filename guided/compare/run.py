@@ -112,7 +112,7 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
             strength: float | None = None, steps: int | None = None, guidance_scale: float | None = None,
             guidance: dict | None = None, preserve_color: bool = False, gatys_preset: str = "default",
             gatys_options: dict | None = None, source_prompt: str = SOURCE_PROMPT, stylizer=None,
-            command: str | None = None, **load_options) -> CompareReport:
+            command: str | None = None, nets: Sequence[str | Path] = (), **load_options) -> CompareReport:
     """Run classic NST (`gatys_preset`), plain img2img (every guidance weight 0) and guided img2img
     (plus one guided run per `sweep` value) on `content` with the same seed; write the report.
 
