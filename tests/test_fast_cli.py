@@ -50,10 +50,10 @@ def test_torchrun_two_processes_batch_2_equal_one_process_batch_4(inputs, tmp_pa
     assert card2["processes"] == 2 and card1["processes"] == 1
     # Gradients agree to float rounding (sums in another order); Adam's first steps move every weight by
     # ~lr whatever the gradient's size, so an entry whose gradient is ~0 can step either way: the weights
-    # agree closely on average and within a few lr (4 steps of 1e-3) everywhere.
+    # agree closely on average, and everywhere within 2 x lr x steps (8e-3: opposite Adam steps).
     diffs = torch.cat([(a - b).abs().flatten() for a, b in zip(net1.state_dict().values(),
                                                                  net2.state_dict().values())])
-    assert float(diffs.mean()) < 1e-4 and float(diffs.max()) < 4e-3, (float(diffs.mean()), float(diffs.max()))
+    assert float(diffs.mean()) < 1e-4 and float(diffs.max()) < 8e-3, (float(diffs.mean()), float(diffs.max()))
     assert card1["final_losses"]["total"] == pytest.approx(card2["final_losses"]["total"], rel=1e-3)
 
 
