@@ -137,14 +137,15 @@ class Counting:
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_resume_after_an_interrupt_redoes_no_finished_frame(clip, tmp_path, signum):
-    from guided.video.run import VideoConfig, stylize_video
+    from guided.video.run import VideoConfig, VideoInterrupted, stylize_video
     from guided.video.source import open_clip
     from guided.video.work import work_folder
 
     out = tmp_path / "out.mp4"
     first = Counting(stop_after=4, signum=signum)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(VideoInterrupted) as stopped:
         stylize_video(clip, out, first, VideoConfig(progress=False))
+    assert stopped.value.signum == signum and isinstance(stopped.value, KeyboardInterrupt)
     assert not out.exists()
     work = work_folder(out)
     assert sorted(p.name for p in work.glob("*.png")) == [f"{i:06d}.png" for i in range(4)]

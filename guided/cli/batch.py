@@ -138,12 +138,12 @@ def _fast_job(args: argparse.Namespace, presets):
 
     if not args.net:
         raise GuidedError("`--net` is required with --method fast: a network from `guided train`")
-    given = _given(args, [d for d in args.stylize_only + args.gatys_only if d != "original_colors"])
+    given = _given(args, [d for d in args.stylize_only + args.gatys_only if d != "preserve_color"])
     given += ["--preset"] * bool(presets) + ["--style"] * bool(_styles(args.style)) + \
         ["--style-weights"] * (args.style_weights is not None)
     if given:
         raise GuidedError(f"{', '.join(given)} do not apply to --method fast (the network is the style)")
-    return FastJob(net=args.net, size=args.size, original_colors=bool(args.original_colors),
+    return FastJob(net=args.net, size=args.size, original_colors=bool(args.preserve_color),
                    mixed_precision=args.mixed_precision, device=getattr(args, "device", None))
 
 

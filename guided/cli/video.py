@@ -133,9 +133,12 @@ def run(args: argparse.Namespace) -> int:
                   inputs=[args.input, args.net, *args.style])
     _need_extra()
 
-    from guided.video.run import stylize_video
+    from guided.video.run import VideoInterrupted, stylize_video
 
-    result = stylize_video(args.input, args.output, method, config)
+    try:
+        result = stylize_video(args.input, args.output, method, config)
+    except VideoInterrupted as stop:
+        return 128 + stop.signum  # 130 for Ctrl-C, 143 for SIGTERM; the log said how to continue
     timings = result.metadata["timings"]
     shares = ", ".join(f"{k} {v:.0%}" for k, v in timings["share"].items() if v >= 0.005)
     error = f"{result.warping_error:.5f}" if result.warping_error is not None else "n/a (one frame)"

@@ -12,6 +12,7 @@ publish atomically with the sidecar manifest; remove the work folder.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -88,6 +89,14 @@ class _Clock:
         return now
 
 
+class VideoInterrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM during a run: the finished frames are kept; the same command continues."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
 def check_temporal(value: float, name: str = "temporal") -> float:
     return validate.number(value, name, low=0, high=1)
 
@@ -127,10 +136,10 @@ def stylize_video(source: str | Path, output: str | Path, method: FrameMethod,
             _frames(clip, method, work, resumed, meter, clock, signals, config)
             # 4. Encode, read back, publish.
             result = _finish(clip, method, work, output, config, clock, started, resumed)
-    except BatchInterrupted:
+    except BatchInterrupted as stop:
         logger.warning("interrupted: %d of %d frames finished in '%s'; run the same command again to continue",
                        work.done, clip.frame_count, work.folder)
-        raise KeyboardInterrupt from None
+        raise VideoInterrupted(stop.signum) from None
     finally:
         work.close()
     work.remove()
@@ -246,4 +255,4 @@ def _manifest(clip, method: FrameMethod, config: VideoConfig, result: VideoResul
                           seconds=round(result.seconds, 3), extra=extra)
 
 
-__all__ = ["VideoConfig", "VideoResult", "check_temporal", "stylize_video"]
+__all__ = ["VideoConfig", "VideoInterrupted", "VideoResult", "check_temporal", "stylize_video"]
