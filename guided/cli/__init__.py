@@ -17,7 +17,7 @@ from guided.cli.options import add_verbosity
 from guided.errors import GuidedError, one_line
 
 # Subcommand modules, in the order `guided --help` lists them. A missing module is skipped.
-COMMANDS = ["gatys", "stylize", "compare", "batch", "inspect", "presets", "models"]
+COMMANDS = ["gatys", "stylize", "compare", "batch", "inspect", "presets", "models", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:
