@@ -46,8 +46,10 @@ class Outcome:
 
 
 def _png(image: Image.Image) -> bytes:
-    image = image.copy()
-    image.thumbnail((PREVIEW_SIDE, PREVIEW_SIDE))
+    """The preview as PNG bytes, its long side `PREVIEW_SIDE` (small latents enlarged pixel by pixel)."""
+    scale = PREVIEW_SIDE / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    image = image.resize(size, Image.NEAREST if scale > 1 else Image.LANCZOS)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue()
@@ -64,8 +66,7 @@ def latents_preview(latents) -> Image.Image:
     else:  # another latent space (tiny test models): its first three channels, min-max scaled
         rgb = x[:3] if x.shape[0] >= 3 else x[:1].repeat(3, 1, 1)
         rgb = (rgb - rgb.min()) / (rgb.max() - rgb.min() + 1e-8)
-    array = (rgb.clamp(0, 1).permute(1, 2, 0) * 255).byte().numpy()
-    return Image.fromarray(array).resize((x.shape[2] * 8, x.shape[1] * 8), Image.NEAREST)
+    return Image.fromarray((rgb.clamp(0, 1).permute(1, 2, 0) * 255).byte().numpy())
 
 
 def _finite(values: dict) -> dict:
