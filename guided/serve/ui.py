@@ -39,8 +39,8 @@ TABS = ("Text prompt", "Painting + prompt", "Classic", "Fast", "Compare")
 _G = GuidanceConfig()
 
 
-def _photo(label: str = "Photo") -> gr.Image:
-    return gr.Image(label=label, type="filepath", sources=["upload", "clipboard"], height=260)
+def _photo(elem_id: str) -> gr.Image:
+    return gr.Image(label="Photo", type="filepath", sources=["upload", "clipboard"], height=260, elem_id=elem_id)
 
 
 def _paintings(label: str = "Painting(s)") -> gr.File:
@@ -69,7 +69,7 @@ def build_ui(state) -> gr.Blocks:
         with gr.Tabs() as tabs:
             with gr.Tab(TABS[0], id=0):
                 with gr.Row():
-                    t_photo = _photo()
+                    t_photo = _photo("t-photo")
                     with gr.Column():
                         t_preset = gr.Dropdown(["(none)", *presets], value=presets[0] if presets else "(none)",
                                                label="Style preset")
@@ -78,12 +78,12 @@ def build_ui(state) -> gr.Blocks:
                         t_run = gr.Button("Stylize", variant="primary")
             with gr.Tab(TABS[1], id=1):
                 with gr.Row():
-                    p_photo = _photo()
+                    p_photo = _photo("p-photo")
                     with gr.Column():
                         p_paintings = _paintings()
                         p_blend = gr.Textbox(label="Blend weights (one per painting, e.g. 0.7,0.3)", value="")
                         p_prompt = gr.Textbox(label="Prompt", lines=2)
-                with gr.Accordion("Guidance and sampling", open=False):
+                with gr.Accordion("Guidance weights and sampling", open=True):
                     with gr.Row():
                         p_w = {term: gr.Slider(0, 5, value=getattr(_G, term), step=0.05, label=term)
                                for term in ("clip_text", "clip_style", "gram", "content", "tv")}
@@ -98,7 +98,7 @@ def build_ui(state) -> gr.Blocks:
                 p_run = gr.Button("Stylize", variant="primary")
             with gr.Tab(TABS[2], id=2):
                 with gr.Row():
-                    c_photo = _photo()
+                    c_photo = _photo("c-photo")
                     with gr.Column():
                         c_paintings = _paintings()
                         c_preset = gr.Dropdown(list(PRESETS), value="d2l-fast", label="Classic preset",
@@ -110,14 +110,14 @@ def build_ui(state) -> gr.Blocks:
                 if nets_reason:
                     gr.Markdown(f"**Fast networks are not available:** {nets_reason}")
                 with gr.Row():
-                    f_photo = _photo()
+                    f_photo = _photo("f-photo")
                     with gr.Column():
                         f_net = gr.Dropdown(state.nets.names(), label="Network (from --nets)",
                                             interactive=nets_reason is None)
                         f_run = gr.Button("Stylize (fast)", variant="primary", interactive=nets_reason is None)
             with gr.Tab(TABS[4], id=4):
                 with gr.Row():
-                    m_photo = _photo()
+                    m_photo = _photo("m-photo")
                     with gr.Column():
                         m_paintings = _paintings("Painting")
                         m_prompt = gr.Textbox(label="Prompt", lines=2)
