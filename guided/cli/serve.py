@@ -58,6 +58,26 @@ def config_from(args: argparse.Namespace):
                        insecure_no_auth=args.insecure_no_auth).checked()
 
 
+def first_run(config):
+    """Default models missing: fetch them when downloads are allowed (saying what and how big first),
+    else serve tiny models with a loud notice. Returns the config to serve with."""
+    import dataclasses
+
+    from guided.models.checkpoints import offline
+    from guided.models.download import download, plan
+
+    if config.models != "default" or not plan("stylize"):
+        return config
+    if offline():
+        logger.warning("NOTICE: the default models are not on this machine and downloads are off "
+                       "(HF_HUB_OFFLINE/GUIDED_OFFLINE): serving tiny RANDOM models instead. "
+                       "Run `guided models --download stylize` where the internet is reachable.")
+        return dataclasses.replace(config, models="tiny")
+    logger.info("the default models are not on this machine: fetching them once (see `guided models`)")
+    download("stylize", say=lambda line: logger.info("%s", line))
+    return config
+
+
 def run(args: argparse.Namespace) -> int:
     missing = missing_packages()
     if missing:
@@ -73,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from guided.serve.app import create_app
     from guided.stylize import Stylizer
 
+    config = first_run(config)
     stylizer = Stylizer.load(models=config.models)  # at start: a missing weight is said now, not on the first job
     app = create_app(config, stylizer=stylizer, ui=not args.no_ui)
     shown = f"[{config.host}]" if ":" in config.host else config.host

@@ -75,8 +75,8 @@ def _read_upload(path: str, limit: int) -> bytes:
 
 def progress_html(status: str, step: int = 0, total: int | None = None, note: str = "") -> str:
     fraction = min(1.0, step / total) if total else (1.0 if status == "done" else 0.0)
-    label = {"idle": "Ready: add a photo, then press the button of a tab", "queued": "Waiting in the queue", "running": "Running", "done": "Done", "failed": "Failed",
-             "cancelled": "Cancelled"}.get(status, status)
+    label = {"idle": "Ready: add a photo, then press the button of a tab", "queued": "Waiting in the queue",
+             "running": "Running", "done": "Done", "failed": "Failed", "cancelled": "Cancelled"}.get(status, status)
     steps = f" · step {step} of {total}" if total else ""
     return (f'<div class="g-progress g-{status}"><div class="g-bar" style="width:{fraction * 100:.0f}%"></div></div>'
             f'<div class="g-status">{html.escape(label + steps + (" · " + note if note else ""))}</div>')
