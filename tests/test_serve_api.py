@@ -46,6 +46,43 @@ def test_a_classic_job_on_the_tiny_random_vgg(tmp_path, stylizer):
         assert manifest["kind"] == "gatys" and manifest["random_backbone"] is True
 
 
+def test_a_compare_job_returns_the_report_grid_and_its_metrics(tmp_path, stylizer):
+    with client_for(tmp_path, stylizer) as client:
+        job = submit(client, method="compare", options={"prompt": "ink", "steps": 4, "strength": 0.5, "size": 32},
+                     styles=[painting_bytes()]).json()
+        record = wait(client, job["id"], timeout=300)
+        assert record["status"] == "done", record["error"]
+        names = [row["name"] for row in record["extra"]["rows"]]
+        assert names[0] == "photo" and {"classic", "img2img", "guided"} <= set(names)
+        assert PIL.Image.open(io.BytesIO(client.get(f"/api/v1/jobs/{job['id']}/image").content)).width > 32
+        from guided.serve import ui_jobs  # what the Compare tab shows: the grid and one metrics row per output
+
+        state = client.app.state.guided
+        shown = ui_jobs.finished(state, state.store.get(job["id"]))
+        assert shown.report is not None and shown.result is None and len(shown.rows) == len(names)
+
+
+def test_the_step_preview_is_served_while_a_job_runs(tmp_path, stylizer):
+    import torch
+
+    from guided.serve.runner import _png, latents_preview
+
+    preview = PIL.Image.open(io.BytesIO(_png(latents_preview(torch.randn(1, 4, 8, 6)))))
+    assert max(preview.size) == 256 and preview.size == (192, 256)  # latents (h 8, w 6) -> RGB, enlarged
+    release = threading.Event()
+    with client_for(tmp_path, stylizer) as client:
+        state = _blocking_runner(client, release)
+        job = submit(client).json()
+        wait(client, job["id"], statuses=("running",))
+        assert client.get(f"/api/v1/jobs/{job['id']}/preview").status_code == 404  # no step yet
+        state.queue._current[1].preview = _png(preview)
+        response = client.get(f"/api/v1/jobs/{job['id']}/preview")
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        release.set()
+        assert wait(client, job["id"])["status"] == "done"
+        assert client.get(f"/api/v1/jobs/{job['id']}/preview").status_code == 404
+
+
 def test_outputs_carry_no_exif_or_gps_from_the_upload(tmp_path, stylizer):
     exif = PIL.Image.Exif()
     exif[0x010F] = "PhoneMaker"  # Make

@@ -102,7 +102,7 @@ def test_upload_pick_a_preset_run_see_and_download_the_result(server, page, tmp_
     assert slider_images.count() >= 2 and all(slider_images.nth(i).get_attribute("src") for i in range(2))
     assert "Done" in page.locator("#g-status").inner_text()
     assert "peak memory" in page.locator("#g-info").inner_text()
-    page.wait_for_timeout(500)  # the plot and images settle
+    page.wait_for_timeout(2000)  # the loss plot draws asynchronously after its last update
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOTS / "serve-ui.png"), full_page=True)
 
@@ -115,6 +115,10 @@ def test_upload_pick_a_preset_run_see_and_download_the_result(server, page, tmp_
     assert image.format == "PNG" and manifest["kind"] == "stylize"
     assert manifest["parameters"]["preset"] == "ink-wash" and manifest["parameters"]["models"] == "tiny"
     assert not image.getexif()
+
+    page.get_by_role("button", name="Send", exact=True).click()  # "Send the result to": Classic
+    page.locator("#c-photo img").wait_for()
+    assert page.get_by_role("tab", name="Classic").get_attribute("aria-selected") == "true"
     assert page.requests_elsewhere == []  # the page loaded nothing from another host
 
 

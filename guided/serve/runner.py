@@ -165,7 +165,7 @@ class Runner:
         with tempfile.TemporaryDirectory(dir=self.store.folder(record.id)) as tmp:
             report = compare(content, styles=styles, stylizer=stylizer, models=stylizer.models,
                              out_dir=Path(tmp) / "report", **options)
-            grid = Image.open(report.files["grid.png"]).convert("RGB")
+            grid = Image.open(report.out_dir / "grid.png").convert("RGB")
             rows = [{k: v for k, v in row.items() if k in ("name", "label", "metrics")} for row in report.rows]
         self._step(record, control, 1, 1, {}, None)
         metadata = {"kind": "compare", "parameters": options, "rows": rows, "smoke": report.smoke}

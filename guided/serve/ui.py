@@ -122,7 +122,8 @@ def build_ui(state) -> gr.Blocks:
                         m_paintings = _paintings("Painting")
                         m_prompt = gr.Textbox(label="Prompt", lines=2)
                         m_run = gr.Button("Compare classic, img2img and guided", variant="primary")
-                m_table = gr.Dataframe(headers=["output", "metrics"], label="Report", interactive=False)
+                m_grid = gr.Image(label="Report: classic · img2img · guided", type="pil", interactive=False)
+                m_table = gr.Dataframe(headers=["output", "metrics"], label="Metrics", interactive=False, wrap=True)
 
         with gr.Group():
             status = gr.HTML(ui_jobs.progress_html("idle"), elem_id="g-status")
@@ -143,13 +144,14 @@ def build_ui(state) -> gr.Blocks:
                     send_to = gr.Dropdown(list(TABS[:4]), value=TABS[2], label="Send the result to", scale=2)
                     send = gr.Button("Send", size="sm", scale=1)
 
-        outputs = [status, preview, plot, result, info, download, error, job_id, m_table]
+        outputs = [status, preview, plot, result, info, download, error, job_id, m_table, m_grid]
 
         def render(update: ui_jobs.Update) -> dict:
             values = {status: update.status, job_id: update.job_id,
                       error: f"⚠ {update.error}" if update.error else ""}
             for component, value in ((preview, update.preview), (plot, update.losses), (result, update.result),
-                                     (info, update.info), (download, update.download), (m_table, update.rows)):
+                                     (info, update.info), (download, update.download), (m_table, update.rows),
+                                     (m_grid, update.report)):
                 if value is not None:
                     values[component] = value
             return values

@@ -37,6 +37,7 @@ class Update:
     error: str | None = None  # one readable line
     job_id: str | None = None
     rows: list[list] | None = None  # compare: the metrics table
+    report: Image.Image | None = None  # compare: the report's grid
 
 
 def start_job(state, method: str, photo: str | None, styles: list[str] | None, options: dict) -> str:
@@ -128,22 +129,20 @@ def finished(state, record) -> Update:
                       losses=losses_frame(record.losses))
     path = state.store.result_path(record.id)
     after = Image.open(path).convert("RGB")
-    before = Image.open(state.store.input_paths(record)[0]).convert("RGB")
-    if record.method != "compare":
-        before = before.resize(after.size, Image.LANCZOS)
+    before = Image.open(state.store.input_paths(record)[0]).convert("RGB").resize(after.size, Image.LANCZOS)
     notes = "".join(f"\n- {html.escape(n)}" for n in record.notes[:5])
     tiny = " · **tiny random models: not a real stylization**" if state.config.models == "tiny" else ""
     info = (f"**{record.method}** · {record.seconds:.1f} s · peak memory {record.peak_memory_mb:.0f} MB · "
             f"{after.width}×{after.height} px{tiny}{notes}")
     link = (f'<a class="g-download" href="/api/v1/jobs/{record.id}/image" download="guided-{record.id[:8]}.png">'
             f"Download PNG (with its manifest)</a>")
-    rows = None
-    if record.method == "compare":
+    if record.method == "compare":  # the grid already holds the photo: no before/after
         rows = [[r.get("label") or r.get("name"),
                  ", ".join(f"{k} {_fmt(v)}" for k, v in (r.get("metrics") or {}).items() if v is not None)]
                 for r in record.extra.get("rows", [])]
+        return Update(status, info=info, download=link, job_id=record.id, rows=rows, report=after)
     return Update(status, result=(before, after), info=info, download=link, job_id=record.id,
-                  losses=losses_frame(record.losses), rows=rows)
+                  losses=losses_frame(record.losses))
 
 
 def _fmt(value) -> str:

@@ -1,0 +1,47 @@
+"""The web UI's actions without a browser: a job queued from the UI, followed to its result."""
+from __future__ import annotations
+
+import pytest
+from factories import painting, photo
+from serve_helpers import client_for
+
+from guided.errors import GuidedError
+
+pytest.importorskip("pandas", reason="the UI's loss plot needs pandas (a gradio dependency)")
+
+
+def test_a_ui_job_is_followed_from_queue_to_result(tmp_path, stylizer):
+    from guided.serve import ui_jobs
+
+    photo(48, 64).save(tmp_path / "p.png")
+    with client_for(tmp_path, stylizer) as client:
+        state = client.app.state.guided
+        job_id = ui_jobs.start_job(state, "stylize", str(tmp_path / "p.png"), [],
+                                   {"prompt": "ink", "steps": 4, "strength": 0.5, "size": 32, "seed": None})
+        updates = list(ui_jobs.follow(state, job_id))
+        last = updates[-1]
+        assert last.error is None and last.result is not None
+        before, after = last.result
+        assert before.size == after.size and f"/api/v1/jobs/{job_id}/image" in last.download
+        assert "peak memory" in last.info and "tiny random models" in last.info
+        assert set(last.losses["term"]) >= {"clip_text", "content", "tv"}
+        assert "Done" in last.status and all("g-progress" in u.status for u in updates)
+        assert ui_jobs.cancel(state, job_id) == "Nothing to cancel"
+
+
+def test_ui_mistakes_are_one_readable_line_and_queue_nothing(tmp_path, stylizer):
+    from guided.serve import ui_jobs
+
+    painting(1).save(tmp_path / "p.png")
+    (tmp_path / "bad.png").write_bytes(b"not an image")
+    with client_for(tmp_path, stylizer) as client:
+        state = client.app.state.guided
+        for args, words in [(("stylize", None, [], {"prompt": "x"}), "Upload a photo first"),
+                            (("gatys", str(tmp_path / "p.png"), [], {}), "`style` is missing"),
+                            (("stylize", str(tmp_path / "bad.png"), [], {"prompt": "x"}), "not a readable image"),
+                            (("stylize", str(tmp_path / "p.png"), [], {"strength": 3, "prompt": "x"}), "`strength`"),
+                            (("fast", str(tmp_path / "p.png"), [], {"net": "x.onnx"}), "`net`")]:
+            with pytest.raises(GuidedError, match=words) as info:
+                ui_jobs.start_job(state, *args)
+            assert "\n" not in str(info.value) and str(tmp_path / "bad.png") not in str(info.value)
+        assert state.store.all() == []
