@@ -44,6 +44,17 @@ def test_a_classic_job_on_the_tiny_random_vgg(tmp_path, stylizer):
         manifest = json.loads(PIL.Image.open(io.BytesIO(client.get(f"/api/v1/jobs/{job['id']}/image").content))
                               .text[METADATA_KEY])
         assert manifest["kind"] == "gatys" and manifest["random_backbone"] is True
+        # d2l-fast asks for bf16; the server keeps its own precision (Accelerate's state is process-wide)
+        assert manifest["precision"] == stylizer.accelerator.mixed_precision == "no"
+
+
+def test_a_jobs_scheduler_does_not_carry_over_to_the_next_job(tmp_path, stylizer):
+    with client_for(tmp_path, stylizer) as client:
+        first = wait(client, submit(client, options={**QUICK, "scheduler": "euler"}).json()["id"])
+        second = wait(client, submit(client).json()["id"])
+        schedulers = [json.loads(PIL.Image.open(io.BytesIO(client.get(f"/api/v1/jobs/{r['id']}/image").content))
+                                 .text[METADATA_KEY])["parameters"]["scheduler"] for r in (first, second)]
+        assert schedulers == ["euler", "ddim"]
 
 
 def test_a_compare_job_returns_the_report_grid_and_its_metrics(tmp_path, stylizer):

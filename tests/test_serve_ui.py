@@ -13,10 +13,11 @@ pytest.importorskip("pandas", reason="the UI's loss plot needs pandas (a gradio 
 def test_a_ui_job_is_followed_from_queue_to_result(tmp_path, stylizer):
     from guided.serve import ui_jobs
 
-    photo(48, 64).save(tmp_path / "p.png")
     with client_for(tmp_path, stylizer) as client:
         state = client.app.state.guided
-        job_id = ui_jobs.start_job(state, "stylize", str(tmp_path / "p.png"), [],
+        state.ui_upload_dir.mkdir(parents=True)  # where the UI library puts what the page uploads
+        photo(48, 64).save(state.ui_upload_dir / "p.png")
+        job_id = ui_jobs.start_job(state, "stylize", str(state.ui_upload_dir / "p.png"), [],
                                    {"prompt": "ink", "steps": 4, "strength": 0.5, "size": 32, "seed": None})
         updates = list(ui_jobs.follow(state, job_id))
         last = updates[-1]
@@ -32,16 +33,21 @@ def test_a_ui_job_is_followed_from_queue_to_result(tmp_path, stylizer):
 def test_ui_mistakes_are_one_readable_line_and_queue_nothing(tmp_path, stylizer):
     from guided.serve import ui_jobs
 
-    painting(1).save(tmp_path / "p.png")
-    (tmp_path / "bad.png").write_bytes(b"not an image")
     with client_for(tmp_path, stylizer) as client:
         state = client.app.state.guided
+        uploads = state.ui_upload_dir
+        uploads.mkdir(parents=True)
+        painting(1).save(uploads / "p.png")
+        painting(1).save(tmp_path / "elsewhere.png")
+        (uploads / "bad.png").write_bytes(b"not an image")
         for args, words in [(("stylize", None, [], {"prompt": "x"}), "Upload a photo first"),
-                            (("gatys", str(tmp_path / "p.png"), [], {}), "`style` is missing"),
-                            (("stylize", str(tmp_path / "bad.png"), [], {"prompt": "x"}), "not a readable image"),
-                            (("stylize", str(tmp_path / "p.png"), [], {"strength": 3, "prompt": "x"}), "`strength`"),
-                            (("fast", str(tmp_path / "p.png"), [], {"net": "x.onnx"}), "`net`")]:
+                            (("stylize", str(tmp_path / "elsewhere.png"), [], {"prompt": "x"}), "not uploaded"),
+                            (("stylize", str(uploads / "../../elsewhere.png"), [], {"prompt": "x"}), "not uploaded"),
+                            (("gatys", str(uploads / "p.png"), [], {}), "`style` is missing"),
+                            (("stylize", str(uploads / "bad.png"), [], {"prompt": "x"}), "not a readable image"),
+                            (("stylize", str(uploads / "p.png"), [], {"strength": 3, "prompt": "x"}), "`strength`"),
+                            (("fast", str(uploads / "p.png"), [], {"net": "x.onnx"}), "`net`")]:
             with pytest.raises(GuidedError, match=words) as info:
                 ui_jobs.start_job(state, *args)
-            assert "\n" not in str(info.value) and str(tmp_path / "bad.png") not in str(info.value)
+            assert "\n" not in str(info.value) and str(uploads) not in str(info.value)
         assert state.store.all() == []

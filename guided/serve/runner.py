@@ -82,6 +82,7 @@ class Runner:
         self.stylizer = stylizer
         self.nets = nets
         self.models = models
+        self._scheduler: str | None = None  # the scheduler the Stylizer was loaded with, once known
 
     def run(self, record: JobRecord, control: Control) -> Outcome:
         paths = self.store.input_paths(record)
@@ -108,7 +109,9 @@ class Runner:
     # -- methods ---------------------------------------------------------------------------------
     def _stylize(self, record: JobRecord, control: Control, content, styles) -> Outcome:
         stylizer = self.stylizer()
-        options = dict(record.options)
+        self._scheduler = self._scheduler or stylizer.scheduler
+        # A job without `scheduler` runs on the server's, not on the one the previous job chose.
+        options = {"scheduler": self._scheduler, **record.options}
 
         def on_step(pipe, i, t, kwargs):
             total = getattr(pipe, "_num_timesteps", None)
@@ -127,14 +130,18 @@ class Runner:
         from guided.stylize import DEFAULTS
 
         options = dict(record.options)
+        stylizer = self.stylizer()
+        # The server's device and precision, as compare does: Accelerate's state is process-wide, and a
+        # preset's own precision (d2l-fast: bf16) would otherwise change it under the Stylizer's feet.
+        options.update(device=str(stylizer.accelerator.device), mixed_precision=stylizer.accelerator.mixed_precision)
         backbone = None
         if self.models == "tiny":  # the tiny stylizer's random VGG: no download, nothing loaded twice
             from torch import nn
 
-            backbone = nn.Sequential(*self.stylizer().guidance_models.vgg.body)
+            backbone = nn.Sequential(*stylizer.guidance_models.vgg.body)
             options.setdefault("size", DEFAULTS.tiny_size)
             options.setdefault("iterations", TINY_GATYS_ITERATIONS)
-        preset_fields = {k: v for k, v in options.items() if k not in ("preset", "style_weights", "seed")}
+        preset_fields = {k: v for k, v in options.items() if k not in ("preset", "style_weights", "seed", "device")}
         total = override(get_preset(options.get("preset", "default")), **preset_fields).iterations
 
         def on_step(i, image01, losses):

@@ -52,7 +52,8 @@ def start_job(state, method: str, photo: str | None, styles: list[str] | None, o
     record = state.store.new(method, options)
     try:
         for path, what in [(photo, "photo"), *((s, "painting") for s in styles)]:
-            saved = state.store.save_upload(record, _read_upload(path, state.config.max_upload_bytes))
+            saved = state.store.save_upload(record, _read_upload(path, state.ui_upload_dir,
+                                                                   state.config.max_upload_bytes))
             from guided.io.images import load_image
 
             try:
@@ -66,8 +67,13 @@ def start_job(state, method: str, photo: str | None, styles: list[str] | None, o
     return record.id
 
 
-def _read_upload(path: str, limit: int) -> bytes:
-    """The bytes of a file the UI library received (always inside its own upload folder)."""
+def _read_upload(path: str, folder: Path, limit: int) -> bytes:
+    """The bytes of a file the UI library received; only files inside its upload folder are read
+    (the UI library checks this too; a path from a client is never opened on its word)."""
+    from guided.serve.security import inside
+
+    if not inside(Path(path), folder):
+        raise GuidedError("That file was not uploaded through this page; upload it again")
     data = Path(path).read_bytes()
     if len(data) > limit:
         raise GuidedError(f"The file is {len(data) / 2 ** 20:.1f} MB; at most {limit / 2 ** 20:g} MB are allowed")
