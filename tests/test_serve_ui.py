@@ -7,8 +7,6 @@ from serve_helpers import client_for
 
 from guided.errors import GuidedError
 
-pytest.importorskip("pandas", reason="the UI's loss plot needs pandas (a gradio dependency)")
-
 
 def test_a_ui_job_is_followed_from_queue_to_result(tmp_path, stylizer):
     from guided.serve import ui_jobs
@@ -25,7 +23,7 @@ def test_a_ui_job_is_followed_from_queue_to_result(tmp_path, stylizer):
         before, after = last.result
         assert before.size == after.size and f"/api/v1/jobs/{job_id}/image" in last.download
         assert "peak memory" in last.info and "tiny random models" in last.info
-        assert set(last.losses["term"]) >= {"clip_text", "content", "tv"}
+        assert last.losses.size == (460, 300)  # the loss curves, drawn on the server
         assert "Done" in last.status and all("g-progress" in u.status for u in updates)
         assert ui_jobs.cancel(state, job_id) == "Nothing to cancel"
 
@@ -51,3 +49,14 @@ def test_ui_mistakes_are_one_readable_line_and_queue_nothing(tmp_path, stylizer)
                 ui_jobs.start_job(state, *args)
             assert "\n" not in str(info.value) and str(uploads) not in str(info.value)
         assert state.store.all() == []
+
+
+def test_the_loss_curves_draw_every_term_in_its_colour():
+    from guided.serve.ui_jobs import TERM_COLORS, loss_curves
+
+    rows = [{"step": i, "clip_text": 1.5 - 0.01 * i, "content": 0.02 + 0.001 * i} for i in range(1, 20)]
+    image = loss_curves(rows)
+    colours = {tuple(int(TERM_COLORS[t][k:k + 2], 16) for k in (1, 3, 5)) for t in ("clip_text", "content")}
+    assert colours <= set(image.getdata())  # both curves are on it
+    empty = loss_curves([])
+    assert tuple(int(TERM_COLORS["clip_text"][k:k + 2], 16) for k in (1, 3, 5)) not in set(empty.getdata())

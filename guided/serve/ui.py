@@ -10,7 +10,7 @@ import random
 import gradio as gr
 
 from guided.config import GuidanceConfig
-from guided.constants import GATYS_TERMS, GUIDANCE_TERMS, MODES, SCHEDULER_NAMES
+from guided.constants import MODES, SCHEDULER_NAMES
 from guided.errors import GuidedError, one_line
 from guided.serve import ui_jobs
 from guided.stylize import DEFAULTS
@@ -32,9 +32,6 @@ UI_CSS = """
 .g-download {display: inline-block; padding: 8px 14px; border-radius: 8px; background: var(--primary-600);
              color: white !important; text-decoration: none; font-weight: 600}
 """
-#: One colour per loss term (guided terms, then the classic path's), so curves keep their colour.
-TERM_COLORS = dict(zip((*GUIDANCE_TERMS, *(t for t in GATYS_TERMS if t not in GUIDANCE_TERMS)),
-                       ("#4f46e5", "#db2777", "#059669", "#d97706", "#64748b", "#0f172a", "#7c3aed")))
 TABS = ("Text prompt", "Painting + prompt", "Classic", "Fast", "Compare")
 _G = GuidanceConfig()
 
@@ -131,8 +128,8 @@ def build_ui(state) -> gr.Blocks:
         with gr.Row(equal_height=True):
             with gr.Column(scale=1):
                 preview = gr.Image(label="Step preview", type="pil", interactive=False, height=300)
-                plot = gr.LinePlot(ui_jobs.losses_frame([]), x="step", y="value", color="term",
-                                   color_map=TERM_COLORS, title="Loss per step (unweighted terms)", height=260)
+                plot = gr.Image(ui_jobs.loss_curves([]), label="Loss curves", type="pil", interactive=False,
+                                height=300, elem_id="g-curves")
             with gr.Column(scale=2):
                 result = gr.ImageSlider(label="Before / after", type="pil", interactive=False, height=420,
                                         elem_id="g-result")

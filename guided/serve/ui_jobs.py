@@ -30,7 +30,7 @@ class Update:
 
     status: str  # HTML: the progress bar and the status line
     preview: Image.Image | None = None
-    losses: object = None  # a DataFrame (step, value, term) for the loss plot
+    losses: Image.Image | None = None  # the loss curves
     result: tuple[Image.Image, Image.Image] | None = None  # (before, after) for the slider
     info: str | None = None  # Markdown: time, memory, notes
     download: str | None = None  # HTML: the download link
@@ -89,21 +89,47 @@ def progress_html(status: str, step: int = 0, total: int | None = None, note: st
             f'<div class="g-status">{html.escape(label + steps + (" · " + note if note else ""))}</div>')
 
 
-def losses_frame(rows: list[dict]):
-    """Per-step losses in long form (step, value, term) for the line plot."""
-    import pandas as pd
+#: One colour per loss term (guided terms, then the classic path's), so a curve keeps its colour.
+TERM_COLORS = {"clip_text": "#4f46e5", "clip_style": "#db2777", "gram": "#059669", "content": "#d97706",
+               "tv": "#64748b", "total": "#0f172a", "style": "#7c3aed"}
+#: The loss plot is redrawn at most this often while a job runs (it costs ~50 ms of CPU).
+PLOT_EVERY_SECONDS = 1.0
 
-    long = [(r["step"], v, k) for r in rows for k, v in r.items() if k != "step"]
-    # Typed columns even when empty: the plot decides from the first frame whether an axis is numeric.
-    return pd.DataFrame({"step": pd.Series([s for s, _, _ in long], dtype="int64"),
-                         "value": pd.Series([v for _, v, _ in long], dtype="float64"),
-                         "term": pd.Series([k for _, _, k in long], dtype="str")})
+
+def loss_curves(rows: list[dict]) -> Image.Image:
+    """Per-step, per-term loss curves (log scale) as an image: drawn on the server with matplotlib's
+    object API (no pyplot state, safe in threads), so the page needs no charting script."""
+    import io
+
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(4.6, 3.0), dpi=100)
+    ax = fig.subplots()
+    terms = [t for t in TERM_COLORS if any(t in r for r in rows)]
+    terms += sorted({k for r in rows for k in r} - set(terms) - {"step"})
+    for term in terms:
+        points = [(r["step"], r[term]) for r in rows if term in r and r[term] > 0]
+        if points:
+            ax.plot(*zip(*points), label=term, color=TERM_COLORS.get(term), linewidth=1.6)
+    ax.set_yscale("log" if any(ax.get_lines()) else "linear")
+    ax.set_xlabel("step")
+    ax.set_title("loss per step (unweighted terms)", fontsize=10)
+    ax.grid(True, which="both", alpha=0.25)
+    ax.spines[["top", "right"]].set_visible(False)
+    if ax.get_lines():
+        ax.legend(fontsize=8, frameon=False, loc="best")
+    else:
+        ax.text(0.5, 0.5, "no losses yet", ha="center", va="center", transform=ax.transAxes, alpha=0.6)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return Image.open(buffer).convert("RGB")
 
 
 def follow(state, job_id: str) -> Iterator[Update]:
     """Updates for job `job_id` until it ends (bounded by `FOLLOW_LIMIT_SECONDS`)."""
     deadline = time.monotonic() + FOLLOW_LIMIT_SECONDS
-    shown_losses = -1
+    shown_losses, drawn_at = 0, 0.0
     while time.monotonic() < deadline:
         record = state.store.get(job_id)
         if record is None:
@@ -113,8 +139,9 @@ def follow(state, job_id: str) -> Iterator[Update]:
             yield finished(state, record)
             return
         preview = state.queue.preview(job_id)
-        losses = losses_frame(record.losses) if len(record.losses) != shown_losses else None
-        shown_losses = len(record.losses)
+        losses = None
+        if len(record.losses) != shown_losses and time.monotonic() - drawn_at >= PLOT_EVERY_SECONDS:
+            losses, shown_losses, drawn_at = loss_curves(record.losses), len(record.losses), time.monotonic()
         yield Update(progress_html(record.status, record.step, record.total),
                      preview=Image.open(_bytes_io(preview)) if preview else None, losses=losses, job_id=job_id)
         time.sleep(POLL_SECONDS)
@@ -132,7 +159,7 @@ def finished(state, record) -> Update:
     status = progress_html(record.status, record.step, record.total)
     if record.status != "done":
         return Update(status, error=one_line(record.error or record.status), job_id=record.id,
-                      losses=losses_frame(record.losses))
+                      losses=loss_curves(record.losses))
     path = state.store.result_path(record.id)
     after = Image.open(path).convert("RGB")
     before = Image.open(state.store.input_paths(record)[0]).convert("RGB").resize(after.size, Image.LANCZOS)
@@ -148,7 +175,7 @@ def finished(state, record) -> Update:
                 for r in record.extra.get("rows", [])]
         return Update(status, info=info, download=link, job_id=record.id, rows=rows, report=after)
     return Update(status, result=(before, after), info=info, download=link, job_id=record.id,
-                  losses=losses_frame(record.losses))
+                  losses=loss_curves(record.losses))
 
 
 def _fmt(value) -> str:
