@@ -183,8 +183,14 @@ class Stylizer:
             style=(), style_weights: list[float] | None = None, strength: float | None = None,
             steps: int | None = None, guidance_scale: float | None = None,
             guidance: GuidanceConfig | dict | None = None, seed: int = DEFAULTS.seed, size: int | None = None,
-            preserve_color: bool = False, preset: str | None = None) -> StylizeResult:
-        """Stylize `content` (PIL or path). None means: from `preset` when given, else `DEFAULTS`."""
+            preserve_color: bool = False, preset: str | None = None, scheduler: str | None = None,
+            callback_on_step_end=None) -> StylizeResult:
+        """Stylize `content` (PIL or path). None means: from `preset` when given, else `DEFAULTS`.
+
+        `scheduler`: switch the loaded pipeline to this scheduler (None: keep the current one).
+        `callback_on_step_end(pipe, step, timestep, callback_kwargs)`: diffusers' per-step hook, passed
+        to the pipeline (`callback_kwargs` holds `latents` and the step's `losses`); an exception it
+        raises ends the run (the web service cancels jobs that way)."""
         import torch
 
         from guided.io.images import load_image
@@ -208,6 +214,10 @@ class Stylizer:
         guidance_scale = DEFAULTS.guidance_scale if guidance_scale is None else guidance_scale
         size = size or DEFAULTS.size or self.native_size
         validate.diffusion_options(strength=strength, steps=steps, guidance_scale=guidance_scale, size=size)
+        if scheduler is not None and scheduler != self.scheduler:
+            validate.choice(scheduler, "scheduler", SCHEDULER_NAMES)
+            self.pipe.set_scheduler(scheduler)
+            self.scheduler = scheduler
         style_list = [style] if isinstance(style, (str, Path, PIL.Image.Image)) else style
         styles = [load_image(s, what="style image") for s in style_list]
         self.pipe.check_guided_inputs(prompt, strength, steps, styles, config)
@@ -219,7 +229,7 @@ class Stylizer:
             out = self.pipe(prompt=prompt, image=photo, strength=strength, num_inference_steps=steps,
                             guidance_scale=guidance_scale, negative_prompt=negative_prompt, generator=generator,
                             style_image=styles or None, style_image_weights=style_weights, guidance=config,
-                            preserve_color=preserve_color)
+                            preserve_color=preserve_color, callback_on_step_end=callback_on_step_end)
         seconds = time.perf_counter() - start
         parameters = {"content": str(content) if not isinstance(content, PIL.Image.Image) else "<PIL image>",
                       "prompt": prompt, "negative_prompt": negative_prompt,
