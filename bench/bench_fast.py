@@ -24,8 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from guided.config import GuidanceConfig
-from guided.io.images import load_image, pil_to_tensor
+from guided.config import GuidanceConfig  # noqa: E402
+from guided.io.images import load_image, pil_to_tensor  # noqa: E402
 
 VGG16 = ROOT.parent / "shared" / "weights" / "vgg16-features-imagenet-ft.safetensors"
 SCORE_SIZE = 224  # the compare report's scale (GuidanceConfig.loss_size)
@@ -82,7 +82,9 @@ def _scorer(backbone: str, style: str):
     net, info = resolve_backbone(backbone)
     vgg = VGGFeatures(net, info.arch)
     cfg = GuidanceConfig()
-    view = lambda im: loss_view(pil_to_tensor(im), SCORE_SIZE)
+    def view(im):
+        return loss_view(pil_to_tensor(im), SCORE_SIZE)
+
     targets = gram_targets(vgg, [view(load_image(style))], cfg.gram_layers)
 
     def score(image, photo) -> dict:

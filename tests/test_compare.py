@@ -28,9 +28,9 @@ def inputs(tmp_path_factory):
 @pytest.fixture(scope="module")
 def report(stylizer, inputs, tmp_path_factory):
     """One CLI run (in-process, on the module's tiny Stylizer) that every test below reads."""
-    from guided.stylize import Stylizer
-
     from fast_helpers import saved_network
+
+    from guided.stylize import Stylizer
 
     photo, painting = inputs
     out = tmp_path_factory.mktemp("cmp") / "report"

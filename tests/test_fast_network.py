@@ -67,7 +67,8 @@ def test_bad_network_files_are_refused_with_one_line(tmp_path):
 
     save_file({"w": torch.zeros(2)}, str(foreign))
     cases = {truncated: "not a readable safetensors", pickled: "pickle", torch_saved: "pickle",
-             foreign: "not a guided-fast-network", tmp_path: "is a folder", tmp_path / "missing.safetensors": "does not exist"}
+             foreign: "not a guided-fast-network", tmp_path: "is a folder",
+             tmp_path / "missing.safetensors": "does not exist"}
     for path, message in cases.items():
         with pytest.raises(GuidedError) as info:
             load_network(path)

@@ -13,8 +13,8 @@ from guided.fast.data import CropDataset, PhotoFolder, StepSampler
 
 
 def _config(**changes) -> TrainConfig:
-    base = {"iterations": 12, "image_size": 32, "batch_size": 2, "workers": 0, "checkpoint_every": 100, "sample_every": 1000,
-                "lr": 5e-3}
+    base = {"iterations": 12, "image_size": 32, "batch_size": 2, "workers": 0, "checkpoint_every": 100,
+            "sample_every": 1000, "lr": 5e-3}
     return TrainConfig(**{**base, **changes})
 
 

@@ -29,6 +29,11 @@ def run(args: argparse.Namespace) -> int:
     from guided.fast.export import check_output, export
 
     check_output(args.output, args.format)
+    from pathlib import Path
+
+    from guided.io.outputs import Output, check_outputs
+
+    check_outputs([Output(Path(args.output), "--output", kind="file")], inputs=[args.net])
     net, card = load_network(args.net)
     result = export(net, card, args.output, args.format)
     diffs = ", ".join(f"{size} {diff:.2g}" for size, diff in result.max_abs_diff.items())

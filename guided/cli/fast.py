@@ -39,6 +39,9 @@ def _plan(photos: list[str], output: Path, recursive: bool) -> list[tuple[Path, 
             raise GuidedError(f"`--output` must end in {', '.join(SAVE_FORMATS)}, got '{output}'")
         if not Path(photos[0]).is_file():
             raise GuidedError(f"photo '{photos[0]}' does not exist")
+        from guided.io.outputs import Output, check_outputs
+
+        check_outputs([Output(output, "--output")], inputs=[photos[0]])
         return [(Path(photos[0]), output)]
     if output.exists() and not output.is_dir():
         raise GuidedError(f"`--output` '{output}' is a file; with several photos or a folder give a folder")

@@ -53,7 +53,8 @@ def add_parser(sub) -> None:
                         f"e.g. 100; default {_D.temporal_weight:g}: off)")
     p.add_argument("--backbone", help="VGG weights: vgg19, vgg16, vgg19-random/vgg16-random (explicitly RANDOM), or "
                                       "a local .safetensors/.pth file (default: $GUIDED_VGG_WEIGHTS, else vgg19)")
-    p.add_argument("--seed", type=int, default=_D.seed, help=f"seed of the network init and the data (default {_D.seed})")
+    p.add_argument("--seed", type=int, default=_D.seed,
+                   help=f"seed of the network init and the data (default {_D.seed})")
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default=_D.mixed_precision,
                    help="bf16 (CPU or GPU) or fp16 (GPU); Gram matrices and losses stay float32 "
                         f"(default {_D.mixed_precision})")
@@ -81,15 +82,21 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from guided.errors import GuidedError
     from guided.fast.training import TrainingInterrupted, check_output, train
 
     config = config_from(args)
     check_output(args.output)
-    if config.style_weights is not None and len(config.style_weights) != len(args.styles):
-        raise GuidedError(f"`--style-weights` has {len(config.style_weights)} values for {len(args.styles)} STYLE_IMAGE(s)")
+    from guided.io.outputs import Output, check_outputs
+
+    inputs = [*args.styles, args.backbone if args.backbone and Path(args.backbone).is_file() else None]
+    check_outputs([Output(Path(args.output), "--output", kind="file")], inputs=inputs)
+    if config.style_weights is not None:
+        from guided.validate import style_weights
+
+        style_weights(config.style_weights, len(args.styles), name="--style-weights")
     try:
-        result = train(args.styles, args.data, args.output, config, resume=args.resume, progress=not getattr(args, "quiet", False))
+        result = train(args.styles, args.data, args.output, config, resume=args.resume,
+                       progress=not getattr(args, "quiet", False))
     except TrainingInterrupted as exc:
         print(f"guided: {exc}", file=sys.stderr)
         return 130 if exc.signal_name == "SIGINT" else 143

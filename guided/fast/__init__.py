@@ -15,7 +15,8 @@ from __future__ import annotations
 import importlib
 
 _NAMES = {"TrainConfig": "config", "WIDTHS": "config", "TransformerNet": "network", "train": "training",
-          "TrainResult": "training", "load_network": "checkpoint", "read_card": "checkpoint", "save_network": "checkpoint",
+          "TrainResult": "training", "load_network": "checkpoint", "read_card": "checkpoint",
+          "save_network": "checkpoint",
           "FastStylizer": "apply"}
 
 __all__ = [

@@ -66,7 +66,8 @@ def _onnx_card(session, path: Path) -> dict:
 
     meta = session.get_modelmeta().custom_metadata_map
     if "card" not in meta:
-        raise GuidedError(f"ONNX file '{path}' has no guided model card in its metadata; export it with `guided export`")
+        raise GuidedError(f"ONNX file '{path}' has no guided model card in its metadata; "
+                          "export it with `guided export`")
     return json.loads(meta["card"])
 
 
@@ -91,7 +92,8 @@ class FastStylizer:
             if not path.is_file():
                 raise GuidedError(f"network file '{path}' does not exist")
             if mp != "no":
-                raise GuidedError(f"`--mixed-precision` {mp} applies to PyTorch networks, not to the ONNX file '{path}'")
+                raise GuidedError(f"`--mixed-precision` {mp} applies to PyTorch networks, "
+                                  f"not to the ONNX file '{path}'")
             runner = OnnxRunner(path)
             return cls(runner, runner.card, path, sha256_file(path), backend="onnxruntime", device=torch.device("cpu"))
         if path.suffix != ".safetensors" and path.is_file():
@@ -110,8 +112,9 @@ class FastStylizer:
         """(B, 3, H, W) in [0, 1] -> stylized, same shape, float32 on the CPU."""
         if self.backend == "onnxruntime":
             return self.network(x)
-        ctx = (torch.autocast(self.device.type, dtype=torch.bfloat16 if self.mixed_precision == "bf16" else torch.float16)
-               if self.mixed_precision != "no" else contextlib.nullcontext())
+        dtype = torch.bfloat16 if self.mixed_precision == "bf16" else torch.float16
+        half = self.mixed_precision != "no"
+        ctx = torch.autocast(self.device.type, dtype=dtype) if half else contextlib.nullcontext()
         with ctx:
             return self.network(x.to(self.device)).float().cpu()
 

@@ -75,8 +75,9 @@ def check_output(output: str | Path, fmt: str) -> Path:
     output = Path(output)
     if output.is_dir():
         raise GuidedError(f"`--output` '{output}' is a folder; give a file name such as net{FORMATS[fmt]}")
-    if output.parent.exists() and not output.parent.is_dir():
-        raise GuidedError(f"`--output` '{output}': '{output.parent}' is not a folder")
+    from guided.io.outputs import Output, check_outputs
+
+    check_outputs([Output(output, "--output", kind="file", suffixes=(FORMATS[fmt],))])
     return output
 
 

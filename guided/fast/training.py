@@ -83,8 +83,9 @@ def check_output(output: str | Path) -> Path:
         raise GuidedError(f"`--output` '{output}' is a folder; give a file name ending in {SUFFIX}")
     if output.suffix != SUFFIX:
         raise GuidedError(f"`--output` must end in {SUFFIX}, got '{output}'")
-    if output.parent.exists() and not output.parent.is_dir():
-        raise GuidedError(f"`--output` '{output}': '{output.parent}' is not a folder")
+    from guided.io.outputs import Output, check_outputs
+
+    check_outputs([Output(output, "--output", kind="file", suffixes=(SUFFIX,))])
     return output
 
 
@@ -107,8 +108,8 @@ def term_scales(objective, photos: Tensor, content_layers: Sequence[str]) -> dic
 
 
 def _load_styles(styles: Sequence) -> tuple[list[Tensor], list[dict]]:
-    from guided.io.images import load_image, pil_to_tensor
     from guided.io.files import sha256_file
+    from guided.io.images import load_image, pil_to_tensor
 
     images, described = [], []
     for source in styles:
@@ -368,7 +369,8 @@ def make_card(config: TrainConfig, total: int, history: list[dict], elapsed: flo
             "weights": {n: getattr(config, n) for n in TERM_OPTIONS}, "term_scales": scales,
             "vgg": models.get("vgg"), "clip": models.get("clip"), "width": config.width, "iterations": total,
             "image_size": config.image_size, "batch_size": config.batch_size, "processes": world,
-            "final_losses": final, "final_losses_note": "means of the last 20 steps: total is the weighted objective, the others unweighted terms",
+            "final_losses": final, "final_losses_note": ("means of the last 20 steps: total is the weighted objective, "
+                                                         "the others unweighted terms"),
             "training_seconds": round(elapsed, 1), "data": {"folder": str(folder.root), "photos": len(folder.files),
                                                             "skipped": len(folder.skipped)},
             "config": options, "versions": library_versions()}
