@@ -13,7 +13,7 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet $(TORCH_PINS)
-	$(BIN)/pip install --quiet -e ".[dev,export,video]"
+	$(BIN)/pip install --quiet -e ".[dev,export,video,serve]"
 	touch $(STAMP)
 
 demo: setup

@@ -1,7 +1,9 @@
 """Cost of guidance: whole-call time and peak memory of guided img2img against diffusers' img2img.
 
-Stable Diffusion 1.5's architecture with random weights (guided.testing.sd15_random_components)
-and the real guidance architectures with random weights (CLIP ViT-B-32, VGG-19, AutoencoderTiny).
+Stable Diffusion 1.5's architecture with random weights (guided.testing.sd15_random_components;
+`--arch sdxl`: SDXL base's, guided.testing.sdxl_random_components, against diffusers'
+StableDiffusionXLImg2ImgPipeline, DDIM as for SD) and the real guidance architectures with
+random weights (CLIP ViT-B-32, VGG-19, AutoencoderTiny: TAESD and TAESDXL share one architecture).
 Random weights cost the same arithmetic as trained ones. 256x256, 3 DDIM steps at strength 1.0,
 so every step is guided. Configurations are timed round-robin (one call of each per round) so
 that drift in machine load hits all of them alike; medians over the rounds. Peak memory is measured
@@ -12,6 +14,8 @@ the call.
 
     .venv/bin/python bench/bench_guided.py --repeats 3
     .venv/bin/python bench/bench_guided.py --only unguided,fast:all --repeats 1   # a quick look
+    .venv/bin/python bench/bench_guided.py --arch sdxl --size 512 --repeats 1 --only diffusers,unguided,fast:all \
+        --memory ''   # SDXL: ~14 GB of float32 weights
 """
 from __future__ import annotations
 
@@ -58,16 +62,26 @@ def inputs(size: int):
     return demo_photo().resize((size, size)), painted_style().resize((size, size)), "demo assets"
 
 
-def build():
-    from diffusers import StableDiffusionImg2ImgPipeline
+ARCHS = {"sd15": "SD 1.5", "sdxl": "SDXL base"}
 
-    from guided.testing import bench_guidance_models, sd15_random_components
-    from pipelines import GuidedStableDiffusionImg2ImgPipeline
 
-    comps = sd15_random_components(0)
-    ours = GuidedStableDiffusionImg2ImgPipeline(**comps)
-    ref = StableDiffusionImg2ImgPipeline(**comps, safety_checker=None, feature_extractor=None,
-                                         requires_safety_checker=False)
+def build(arch: str = "sd15"):
+    """(diffusers' pipeline, ours, guidance models) on one set of random components, DDIM for both."""
+    from diffusers import DDIMScheduler, StableDiffusionImg2ImgPipeline, StableDiffusionXLImg2ImgPipeline
+
+    from guided.testing import bench_guidance_models, sd15_random_components, sdxl_random_components
+    from pipelines import GuidedStableDiffusionImg2ImgPipeline, GuidedStableDiffusionXLImg2ImgPipeline
+
+    if arch == "sdxl":
+        comps = sdxl_random_components(0)
+        comps["scheduler"] = DDIMScheduler.from_config(comps["scheduler"].config)  # SD's bench runs DDIM
+        ours = GuidedStableDiffusionXLImg2ImgPipeline(**comps)
+        ref = StableDiffusionXLImg2ImgPipeline(**comps)
+    else:
+        comps = sd15_random_components(0)
+        ours = GuidedStableDiffusionImg2ImgPipeline(**comps)
+        ref = StableDiffusionImg2ImgPipeline(**comps, safety_checker=None, feature_extractor=None,
+                                             requires_safety_checker=False)
     for p in (ours, ref):
         p.set_progress_bar_config(disable=True)
     return ref, ours, bench_guidance_models(0)
@@ -99,11 +113,11 @@ def reset_peak() -> None:
         fh.write("5")
 
 
-def memory_in_fresh_process(name: str, size: int, steps: int) -> dict:
+def memory_in_fresh_process(name: str, size: int, steps: int, arch: str) -> dict:
     """Peak RSS of one call in a new process: models built, high-water mark reset, one call."""
     code = (f"import sys, json; sys.argv=['x']; sys.path.insert(0, {str(ROOT)!r}); import torch; "
             f"torch.set_grad_enabled(True); import bench.bench_guided as b; "
-            f"ref, ours, models = b.build(); photo, painting, _ = b.inputs({size}); "
+            f"ref, ours, models = b.build({arch!r}); photo, painting, _ = b.inputs({size}); "
             f"s, peak, extra = b.call({name!r}, b.configs()[{name!r}], ref, ours, models, photo, painting, {steps}); "
             f"print(json.dumps({{'peak_mb': peak, 'extra_mb': extra}}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -112,6 +126,7 @@ def memory_in_fresh_process(name: str, size: int, steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arch", choices=list(ARCHS), default="sd15", help="the diffusion model's architecture")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3)
@@ -122,33 +137,38 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_grad_enabled(True)
     names = list(configs()) if not args.only else args.only.split(",")
-    ref, ours, models = build()
+    built = time.perf_counter()
+    ref, ours, models = build(args.arch)
+    print(f"built {ARCHS[args.arch]} in {time.perf_counter() - built:.0f} s", file=sys.stderr, flush=True)
     photo, painting, source = inputs(args.size)
     table = configs()
     call("warm-up", table["unguided"], ref, ours, models, photo, painting, args.steps)
     times: dict[str, list[float]] = {n: [] for n in names}
+    peaks: dict[str, float] = {}  # in this process: the models, plus what each call adds
     for r in range(args.repeats):
         for n in names:
-            seconds, _, _ = call(n, table[n], ref, ours, models, photo, painting, args.steps)
+            seconds, peak, _ = call(n, table[n], ref, ours, models, photo, painting, args.steps)
             times[n].append(seconds)
-            print(f"round {r + 1}: {n:16s} {seconds:7.2f} s", file=sys.stderr, flush=True)
+            peaks[n] = max(peaks.get(n, 0.0), peak)
+            print(f"round {r + 1}: {n:16s} {seconds:7.2f} s, peak RSS {peak:.0f} MB", file=sys.stderr, flush=True)
     base = statistics.median(times.get("diffusers") or times.get("unguided") or [float("nan")])
     rows = []
     for n in names:
         rows.append({"name": n, "median_s": statistics.median(times[n]), "runs_s": times[n],
-                     "ratio": statistics.median(times[n]) / base})
+                     "ratio": statistics.median(times[n]) / base, "peak_in_process_mb": peaks[n]})
     names = args.memory.split(",") if args.memory else []
-    memory = {n: memory_in_fresh_process(n, args.size, args.steps) for n in names}
+    memory = {n: memory_in_fresh_process(n, args.size, args.steps, args.arch) for n in names}
     for row in rows:
         row.update(memory.get(row["name"], {}))
-    print(f"\nSD 1.5 architecture, random weights; {args.size}x{args.size}, {args.steps} DDIM steps, strength 1.0; "
+    print(f"\n{ARCHS[args.arch]} architecture, random weights; {args.size}x{args.size}, {args.steps} DDIM steps, "
+          f"strength 1.0, pipeline-default classifier-free guidance; "
           f"inputs: {source}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
           f"median of {args.repeats}\n")
-    print("| configuration | median s | × diffusers img2img | runs s |")
-    print("|---|---|---|---|")
+    print("| configuration | median s | × diffusers img2img | runs s | peak RSS MB, in process |")
+    print("|---|---|---|---|---|")
     for r in rows:
         runs = ", ".join(f"{t:.2f}" for t in r["runs_s"])
-        print(f"| {r['name']} | {r['median_s']:.2f} | {r['ratio']:.2f} | {runs} |")
+        print(f"| {r['name']} | {r['median_s']:.2f} | {r['ratio']:.2f} | {runs} | {r['peak_in_process_mb']:.0f} |")
     if memory:
         ref_row = memory.get("diffusers") or memory.get("unguided")
         print("\nPeak memory, one call in a fresh process (models built, VmHWM reset, one call):\n")

@@ -32,7 +32,6 @@ SHARED = ROOT.parent / "shared" / "images"
 PHOTOS = ["rainier.jpg", "amber.jpg", "photos/astronaut.png", "photos/chelsea.png", "photos/coffee.png",
           "photos/rocket.jpg"]
 PAINTINGS = ["autumn-oak.jpg", "mosaic.jpg"]
-MEASURE_SIDE = 224  # every style distance is measured at one resolution, as compare does
 
 
 def _scales(history: list[dict]) -> list[tuple[str, float, float]]:
@@ -45,12 +44,10 @@ def _scales(history: list[dict]) -> list[tuple[str, float, float]]:
     return [(key, totals[0], totals[-1]) for key, totals in out]
 
 
-def _view(image, side=MEASURE_SIDE):
-    x = pil_to_tensor(image)
-    h, w = x.shape[-2:]
-    scale = side / max(h, w)
-    return torch.nn.functional.interpolate(x, size=(max(16, round(h * scale)), max(16, round(w * scale))),
-                                           mode="bilinear", antialias=True, align_corners=False)
+def _view(image, hw):
+    """`image` as a tensor of exactly `hw`: the photo is measured at the output's own size."""
+    return torch.nn.functional.interpolate(pil_to_tensor(image), size=hw, mode="bilinear", antialias=True,
+                                           align_corners=False)
 
 
 def main() -> int:
@@ -76,9 +73,13 @@ def main() -> int:
                     start = time.perf_counter()
                     result = stylize(photo, painting, preset=preset, backbone=args.backbone, size=size, progress=False)
                     seconds = time.perf_counter() - start
-                    targets = gram_targets(vgg, [_view(load_image(painting))], DEFAULT_GRAM_LAYERS)
-                    before = gram_distance(vgg, _view(load_image(photo)), targets, DEFAULT_GRAM_LAYERS)
-                    after = gram_distance(vgg, _view(result.image), targets, DEFAULT_GRAM_LAYERS)
+                    hw = (result.image.height, result.image.width)
+                    style_image = load_image(painting)
+                    style_hw = (round(max(hw) * style_image.height / max(style_image.size)),
+                                round(max(hw) * style_image.width / max(style_image.size)))
+                    targets = gram_targets(vgg, [_view(style_image, style_hw)], DEFAULT_GRAM_LAYERS)
+                    before = gram_distance(vgg, _view(load_image(photo), hw), targets, DEFAULT_GRAM_LAYERS)
+                    after = gram_distance(vgg, _view(result.image, hw), targets, DEFAULT_GRAM_LAYERS)
                     scales = _scales(result.history)
                     falls = all(last < first for _, first, last in scales)
                     ratio = after / before
@@ -93,8 +94,9 @@ def main() -> int:
 
 
 def _write(args, rows, backbone: str) -> None:
-    lines = [f"backbone: {backbone}; style ratio = Gram distance to the painting of the output / of the photo "
-             f"(at {MEASURE_SIDE} px); a row passes when every scale's objective falls, nothing stalled and the "
+    lines = [f"backbone: {backbone}; style ratio = Gram distance to the painting (relu1_1..relu5_1) of the "
+             "output / of the photo, both at the output's size, the painting at the same long side; a row "
+             "passes when every scale's objective falls, nothing stalled and the "
              f"ratio <= {args.max_ratio}", "",
              "| preset | photo | painting | size | objective per scale (first -> last) | style ratio | "
              "L-BFGS resets / Adam fallbacks | s | ok |", "|---|---|---|---|---|---|---|---|---|"]

@@ -79,6 +79,11 @@ class GuidanceConfig:
     # Unit-RMS gradient per term before weighting (see the class docstring). Off: one backward of
     # the weighted sum, cheaper, but weights must then be tuned to each loss's raw scale.
     normalize_gradients: bool = True
+    # Measure each term's gradient RMS on every Nth guided step only; in between, the terms are
+    # scaled by the last measured RMS and summed, one backward instead of one per term (single
+    # images; batches always measure). 1 = measure every step, exact; the saving and the drift of
+    # larger N are measured in bench/README.md ("guidance cost").
+    norm_every: int = 1
     # Random crops CLIP sees (0: the whole image once). Several views make CLIP gradients less
     # adversarial, but each crop costs a CLIP forward and two backwards, the largest guidance cost
     # on CPU; 2 keeps `fast` mode near the unguided cost. Raise to 8-16 on a GPU.
@@ -131,6 +136,8 @@ class GuidanceConfig:
                 raise GuidedError(f"`{key}` must be a non-empty list of VGG layer names, got {layers!r}")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise GuidedError(f"`seed` must be an integer or None, got {self.seed!r}")
+        if isinstance(self.norm_every, bool) or not isinstance(self.norm_every, int) or self.norm_every < 1:
+            raise GuidedError(f"`norm_every` must be an integer >= 1, got {self.norm_every!r}")
         for key in ("normalize_gradients", "cutout_augment"):
             if not isinstance(getattr(self, key), bool):
                 raise GuidedError(f"`{key}` must be true or false, got {getattr(self, key)!r}")

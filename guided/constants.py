@@ -8,8 +8,12 @@ from __future__ import annotations
 # -- model ids (Hugging Face Hub repositories; each also accepts a local folder) ------------------
 #: Stable Diffusion 1.5, the checkpoint most style work starts from (and the pipeline's default).
 DEFAULT_SD_MODEL = "stable-diffusion-v1-5/stable-diffusion-v1-5"
-#: TAESD: a 2.4M-parameter decoder for SD's latents; fast mode decodes the x0 estimate with it.
-DEFAULT_TINY_DECODER = "madebyollin/taesd"
+#: SDXL base 1.0: the checkpoint most current style fine-tunes start from.
+DEFAULT_SDXL_MODEL = "stabilityai/stable-diffusion-xl-base-1.0"
+#: The tiny autoencoder (AutoencoderTiny) for each model family's latents, TAESD and TAESDXL: fast
+#: mode decodes the x0 estimate with it (a few MB, far cheaper than the VAE).
+TINY_DECODERS = {"sd": "madebyollin/taesd", "sdxl": "madebyollin/taesdxl"}
+DEFAULT_TINY_DECODER = TINY_DECODERS["sd"]
 #: open_clip's name and pretrained tag of the guidance CLIP: ViT-B/32 trained on LAION-2B, small
 #: enough to run on every guided step and on several cutouts per step.
 DEFAULT_CLIP_MODEL = "ViT-B-32"

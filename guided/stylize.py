@@ -43,8 +43,10 @@ class StylizeDefaults:
     steps: int = 30  # 30 x strength = 18 denoising steps, all guided: DDIM converges well by then
     guidance_scale: float = 7.5  # Stable Diffusion's customary classifier-free guidance
     scheduler: str = "ddim"  # deterministic, and the scheduler guidance is best understood on
-    size: int = 512  # long side in pixels: SD 1.x's training resolution
-    tiny_size: int = 64  # long side for `models="tiny"`: a smoke test, seconds on a CPU
+    # Long side in pixels; None: the model's native resolution (UNet sample size x VAE factor: 512
+    # for SD 1.5, 768 for SD 2 768-v, 1024 for SDXL, 64 for the tiny smoke-test models), where it
+    # was trained and where its images look right.
+    size: int | None = None
     seed: int = 0  # reproducible by default
 
 
@@ -87,7 +89,8 @@ def resize_long_side(image: PIL.Image.Image, size: int) -> PIL.Image.Image:
 
 
 class Stylizer:
-    """A guided img2img pipeline with its guidance models, loaded once, on an Accelerate device."""
+    """A guided img2img pipeline (Stable Diffusion 1.x/2.x or SDXL, chosen from the checkpoint's
+    `model_index.json`) with its guidance models, loaded once, on an Accelerate device."""
 
     def __init__(self, pipe, guidance_models, *, accelerator, models: str, model_info: dict,
                  scheduler: str = DEFAULTS.scheduler, load_options: dict | None = None):
@@ -106,7 +109,8 @@ class Stylizer:
              device: str | None = None, mixed_precision: str | None = None,
              guidance: GuidanceConfig | None = None, clip: str | None = None,
              backbone: str | None = None) -> Stylizer:
-        """Load Stable Diffusion and the guidance models. `models="tiny"`: tiny random models, labelled.
+        """Load Stable Diffusion (1.x/2.x or SDXL) and the guidance models. `models="tiny"`: tiny random
+        models, labelled. SDXL fast mode decodes with TAESDXL where present.
 
         `clip`: open_clip "NAME", "NAME:TAG" or a local checkpoint; `backbone`: the guidance VGG, as
         `guided.models.vgg.resolve_backbone` takes it (None: $GUIDED_VGG_WEIGHTS, else VGG-19)."""
@@ -118,7 +122,8 @@ class Stylizer:
         accelerator = make_accelerator(device, mixed_precision)  # validates before anything loads
         if scheduler not in SCHEDULER_NAMES:
             raise GuidedError(f"`scheduler` must be one of {', '.join(SCHEDULER_NAMES)}, got {scheduler!r}")
-        from pipelines import GuidedStableDiffusionImg2ImgPipeline
+        from pipelines import GuidedStableDiffusionImg2ImgPipeline, GuidedStableDiffusionXLImg2ImgPipeline
+
         if models == "tiny":
             given = {k: v for k, v in (("model", model), ("clip", clip), ("backbone", backbone)) if v is not None}
             if given:  # tiny models are built in code: a named model would be silently ignored
@@ -134,20 +139,24 @@ class Stylizer:
             # smoke run guides through the VAE at reduced resolution, the path real runs fall back to.
             gm = tiny_guidance_models(0, decoder=False)
             info = {"stable_diffusion": "tiny random (guided.testing.tiny_sd_components, seed 0)",
-                    "guidance": gm.info, "random": True}
+                    "family": "sd", "guidance": gm.info, "random": True}
         else:
-            from guided.constants import DEFAULT_SD_MODEL
+            from guided.constants import DEFAULT_SD_MODEL, TINY_DECODERS
             from guided.models.guidance import load_guidance_models
-            from guided.models.hub import resolve_model_dir
+            from guided.models.hub import model_family, resolve_model_dir
 
             source = model or DEFAULT_SD_MODEL
             folder = resolve_model_dir(source, what="Stable Diffusion model",
                                        required_files=["model_index.json"])
-            pipe = GuidedStableDiffusionImg2ImgPipeline.from_pretrained(str(folder))
+            family = model_family(folder)
+            pipeline_class = {"sd": GuidedStableDiffusionImg2ImgPipeline,
+                              "sdxl": GuidedStableDiffusionXLImg2ImgPipeline}[family]
+            pipe = pipeline_class.from_pretrained(str(folder))
             clip_spec = tuple(clip.split(":", 1)) if clip and ":" in clip and not Path(clip).exists() else clip
-            gm = load_guidance_models(guidance, clip=clip_spec, vgg=backbone)
-            info = {"stable_diffusion": source, "stable_diffusion_path": str(folder), "guidance": gm.info,
-                    "random": False}
+            gm = load_guidance_models(guidance, clip=clip_spec, vgg=backbone, tiny_decoder=TINY_DECODERS[family])
+            info = {"stable_diffusion": source, "stable_diffusion_path": str(folder), "family": family,
+                    "guidance": gm.info, "random": False}
+        info["pipeline"] = type(pipe).__name__
         pipe.set_scheduler(scheduler)
         pipe.set_progress_bar_config(disable=not sys.stderr.isatty())
         pipe.to(accelerator.device)
@@ -165,13 +174,23 @@ class Stylizer:
             raise GuidedError(f"`size` {size} makes the content image {w}x{h} px, and the model needs at least "
                               f"{need} px a side: raise `size` to at least {math.ceil(need * size / min(w, h))}, "
                               "or crop the photo")
+    @property
+    def native_size(self) -> int:
+        """The model's native resolution, long side in pixels (the default `size`)."""
+        return self.pipe.native_size
 
     def run(self, content, *, prompt: str | None = None, negative_prompt: str | None = None,
             style=(), style_weights: list[float] | None = None, strength: float | None = None,
             steps: int | None = None, guidance_scale: float | None = None,
             guidance: GuidanceConfig | dict | None = None, seed: int = DEFAULTS.seed, size: int | None = None,
-            preserve_color: bool = False, preset: str | None = None) -> StylizeResult:
-        """Stylize `content` (PIL or path). None means: from `preset` when given, else `DEFAULTS`."""
+            preserve_color: bool = False, preset: str | None = None, scheduler: str | None = None,
+            callback_on_step_end=None) -> StylizeResult:
+        """Stylize `content` (PIL or path). None means: from `preset` when given, else `DEFAULTS`.
+
+        `scheduler`: switch the loaded pipeline to this scheduler (None: keep the current one).
+        `callback_on_step_end(pipe, step, timestep, callback_kwargs)`: diffusers' per-step hook, passed
+        to the pipeline (`callback_kwargs` holds `latents` and the step's `losses`); an exception it
+        raises ends the run (the web service cancels jobs that way)."""
         import torch
 
         from guided.io.images import load_image
@@ -193,8 +212,12 @@ class Stylizer:
         strength = DEFAULTS.strength if strength is None else strength
         steps = DEFAULTS.steps if steps is None else steps
         guidance_scale = DEFAULTS.guidance_scale if guidance_scale is None else guidance_scale
-        size = size or (DEFAULTS.tiny_size if self.models == "tiny" else DEFAULTS.size)
+        size = size or DEFAULTS.size or self.native_size
         validate.diffusion_options(strength=strength, steps=steps, guidance_scale=guidance_scale, size=size)
+        if scheduler is not None and scheduler != self.scheduler:
+            validate.choice(scheduler, "scheduler", SCHEDULER_NAMES)
+            self.pipe.set_scheduler(scheduler)
+            self.scheduler = scheduler
         style_list = [style] if isinstance(style, (str, Path, PIL.Image.Image)) else style
         styles = [load_image(s, what="style image") for s in style_list]
         self.pipe.check_guided_inputs(prompt, strength, steps, styles, config)
@@ -206,7 +229,7 @@ class Stylizer:
             out = self.pipe(prompt=prompt, image=photo, strength=strength, num_inference_steps=steps,
                             guidance_scale=guidance_scale, negative_prompt=negative_prompt, generator=generator,
                             style_image=styles or None, style_image_weights=style_weights, guidance=config,
-                            preserve_color=preserve_color)
+                            preserve_color=preserve_color, callback_on_step_end=callback_on_step_end)
         seconds = time.perf_counter() - start
         parameters = {"content": str(content) if not isinstance(content, PIL.Image.Image) else "<PIL image>",
                       "prompt": prompt, "negative_prompt": negative_prompt,

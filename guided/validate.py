@@ -70,3 +70,48 @@ def diffusion_options(*, cli: bool = False, **values) -> None:
         low, high = DIFFUSION_RANGES[key]
         name = DIFFUSION_FLAGS[key] if cli else key
         number(value, name, low=low, high=high, low_open=key == "strength", integer=key in {"steps", "size"})
+
+
+# -- option sets given as data (the REST API's `options` JSON; the same names as the Python API) -----------
+def known_keys(options: object, known: Sequence[str], *, name: str = "options") -> dict:
+    """`options` as a dict whose keys are all in `known`; an unknown key is named with the known ones."""
+    if not isinstance(options, dict):
+        raise GuidedError(f"`{name}` must be a JSON object, got {type(options).__name__}")
+    for key in options:
+        if key not in known:
+            close = [k for k in known if k.replace("_", "") == str(key).replace("_", "").replace("-", "")]
+            hint = f" (did you mean `{close[0]}`?)" if close else ""
+            raise GuidedError(f"`{key}` is not an option here{hint}; known: {', '.join(sorted(known))}")
+    return dict(options)
+
+
+def text(value, name: str, *, max_length: int = 2000, allow_empty: bool = True) -> str:
+    """A string of at most `max_length` characters (a prompt, a name)."""
+    if not isinstance(value, str):
+        raise GuidedError(f"`{name}` must be a string, got {value!r}")
+    if len(value) > max_length:
+        raise GuidedError(f"`{name}` is {len(value)} characters long; at most {max_length} are allowed")
+    if not allow_empty and not value.strip():
+        raise GuidedError(f"`{name}` must not be empty")
+    return value
+
+
+def flag(value, name: str) -> bool:
+    """A boolean (true/false in JSON; 0 and 1 are not accepted, so a typo is not read as a choice)."""
+    if not isinstance(value, bool):
+        raise GuidedError(f"`{name}` must be true or false, got {value!r}")
+    return value
+
+
+def choice(value, name: str, choices: Sequence[str]) -> str:
+    """One of `choices`, spelled exactly."""
+    if not isinstance(value, str) or value not in choices:
+        raise GuidedError(f"`{name}` must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
+def numbers(value, name: str) -> list[float]:
+    """A list of numbers (`style_weights`, `layer_weights` as JSON arrays)."""
+    if not isinstance(value, (list, tuple)):
+        raise GuidedError(f"`{name}` must be a list of numbers, got {value!r}")
+    return [number(v, f"{name}[{i}]") for i, v in enumerate(value)]

@@ -14,7 +14,7 @@ from guided.compare.report import METRIC_KEYS
 from guided.demo.assets import demo_photo, painted_style
 from guided.io.images import read_metadata, save_image
 
-OUTPUTS = ("classic", "img2img", "guided", "guided_gram-0")
+OUTPUTS = ("classic", "fast", "img2img", "guided", "guided_gram-0")
 
 
 @pytest.fixture(scope="module")
@@ -30,14 +30,17 @@ def report(stylizer, inputs, tmp_path_factory):
     """One CLI run (in-process, on the module's tiny Stylizer) that every test below reads."""
     from guided.stylize import Stylizer
 
+    from fast_helpers import saved_network
+
     photo, painting = inputs
     out = tmp_path_factory.mktemp("cmp") / "report"
+    net = saved_network(out.parent / "net.safetensors")  # --net: a fast network is one more row
     mp = pytest.MonkeyPatch()
     mp.setattr(Stylizer, "load", classmethod(lambda cls, **kw: stylizer))
     try:
         code = main(["compare", str(photo), "--style", str(painting), "--prompt", "an oil painting of autumn oaks",
                      "--tiny", "--steps", "4", "--gatys-iterations", "3", "--sweep", "gram=0",
-                     "-o", str(out)])
+                     "--net", str(net), "-o", str(out)])
     finally:
         mp.undo()
     assert code == 0

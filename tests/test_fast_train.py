@@ -106,3 +106,16 @@ def test_bad_training_inputs_name_the_problem_and_write_nothing(inputs, tmp_path
     with pytest.raises(GuidedError, match="`batch_size`"):
         train([style], photos, out, _config(batch_size=0), models=tiny_models(), progress=False)
     assert not (tmp_path / "out").exists()
+
+
+def test_a_network_trains_from_a_prompt_alone(inputs, tmp_path):
+    """No painting: CLIP text (tiny random CLIP here), content and TV; the card records the prompt."""
+    from guided.testing import tiny_guidance_models
+
+    photos, _ = inputs
+    out = tmp_path / "prompt.safetensors"
+    result = train([], photos, out, _config(iterations=3, prompt="a stained glass window"),
+                   models=tiny_guidance_models(0, decoder=False), progress=False)
+    assert set(result.history[-1]) == {"step", "total", "clip_text", "content", "tv"}
+    card = read_card(out)
+    assert card["prompt"] == "a stained glass window" and card["styles"] == []

@@ -238,3 +238,31 @@ def test_real_vgg16_gram_and_content_guidance_on_real_images(shared_images, vgg1
         x = (x - 0.02 * grad).clamp(0, 1)
     after = obj.final_losses(x)[term]
     assert after < 0.8 * before, (term, before, after)
+
+
+def test_cached_term_scales_give_the_measured_step_exactly_and_one_backward_between(models, monkeypatch):
+    """norm_every=3: steps 1 and 4 measure every term's RMS; steps 2 and 3 reuse it with one backward.
+    On the same image the reused scales give the measured step's gradient (same terms, same scales)."""
+    terms = {**OFF, "gram": 1.0, "content": 0.5, "tv": 0.5}
+    cached = _objective(models, _config(**terms, norm_every=3), content_image=_smooth(3))
+    exact = _objective(models, _config(**terms), content_image=_smooth(3))
+    x = _smooth(4)
+    calls = []
+    real_grad = torch.autograd.grad
+    monkeypatch.setattr(torch.autograd, "grad", lambda *a, **k: calls.append(1) or real_grad(*a, **k))
+    g_measured, _, _ = cached.image_gradient(x, step=0, num_steps=4)
+    measured_calls, calls[:] = len(calls), []
+    g_cached, values, notes = cached.image_gradient(x, step=1, num_steps=4)
+    assert measured_calls == 3 and len(calls) == 1 and notes == []  # one backward instead of three
+    torch.testing.assert_close(g_cached, g_measured, rtol=1e-4, atol=1e-6)
+    g_exact, _, _ = exact.image_gradient(x, step=0, num_steps=4)
+    torch.testing.assert_close(g_measured, g_exact)
+    cached.image_gradient(x, step=2, num_steps=4)
+    calls[:] = []
+    cached.image_gradient(x, step=3, num_steps=4)  # the 4th guided step measures again
+    assert len(calls) == 3
+
+
+def test_norm_every_must_be_a_positive_integer():
+    with pytest.raises(GuidedError, match="`norm_every` must be an integer >= 1, got 0"):
+        GuidanceConfig(norm_every=0)

@@ -6,17 +6,12 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from factories import painting as _painting
-from factories import photo as _photo
+from pipeline_inputs import DEFAULT, TERMS, ZERO, _painting, _photo, assert_clip_text_guidance_lowers_it, run
 
 from guided import GuidanceConfig
 from guided.errors import ImageLoadError, NonFiniteError
 from guided.testing import tiny_guidance_models, tiny_sd_components
 from pipelines import SCHEDULERS, GuidedStableDiffusionImg2ImgPipeline
-
-TERMS = ("clip_text", "clip_style", "gram", "content", "tv")
-ZERO = {t: 0.0 for t in TERMS}
-DEFAULT = GuidanceConfig()
 
 
 @pytest.fixture(scope="module")
@@ -36,13 +31,6 @@ def pipe(components):
     p = GuidedStableDiffusionImg2ImgPipeline(**components)
     p.set_progress_bar_config(disable=True)
     return p
-
-
-def run(pipe, models, *, seed=0, steps=10, prompt="a painting", style=True, **guidance):
-    return pipe(prompt=prompt, image=_photo(), strength=0.8, num_inference_steps=steps,
-                generator=torch.Generator().manual_seed(seed), output_type="np",
-                style_image=_painting() if style else None, guidance=GuidanceConfig(**{**ZERO, **guidance}),
-                guidance_models=models)
 
 
 @pytest.fixture(scope="module")
@@ -110,10 +98,7 @@ def test_scheduler_matrix(components, models, name):
     pipe.set_progress_bar_config(disable=True)
     pipe.set_scheduler(name)
     assert isinstance(pipe.scheduler, SCHEDULERS[name])
-    base = run(pipe, models, style=False)
-    guided = run(pipe, models, style=False, clip_text=2.0)
-    assert np.isfinite(guided.images).all()
-    assert guided.final_losses["clip_text"] < base.final_losses["clip_text"]
+    assert_clip_text_guidance_lowers_it(pipe, models)
 
 
 @pytest.mark.parametrize("name", ["ddim", "euler", "dpm++"])
@@ -122,10 +107,7 @@ def test_v_prediction(models, name):
     pipe.set_progress_bar_config(disable=True)
     pipe.set_scheduler(name)
     assert pipe.scheduler.config.prediction_type == "v_prediction"
-    base = run(pipe, models, style=False)
-    guided = run(pipe, models, style=False, clip_text=2.0)
-    assert np.isfinite(guided.images).all()
-    assert guided.final_losses["clip_text"] < base.final_losses["clip_text"]
+    assert_clip_text_guidance_lowers_it(pipe, models)
 
 
 def test_tiny_decoder_fast_path_runs(pipe):

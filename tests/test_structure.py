@@ -97,7 +97,7 @@ def test_cli_help_and_package_import_load_no_torch():
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    parser.format_help()\n"
             "    for name, sub in parser._subparsers._group_actions[0].choices.items(): sub.format_help()\n"
-            "heavy = ('torch', 'diffusers', 'open_clip', 'transformers', 'av', 'cv2')\n"
+            "heavy = ('torch', 'diffusers', 'open_clip', 'transformers', 'av', 'cv2', 'fastapi', 'gradio', 'uvicorn')\n"
             "print(sorted(m for m in heavy if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -17,8 +17,8 @@ from guided.cli.options import add_verbosity
 from guided.errors import GuidedError, one_line
 
 # Subcommand modules, in the order `guided --help` lists them. A missing module is skipped.
-COMMANDS = ["gatys", "stylize", "train", "fast", "export", "video", "compare", "batch", "inspect", "presets",
-            "models"]
+COMMANDS = ["gatys", "stylize", "train", "fast", "export", "video", "compare", "batch", "serve", "inspect",
+            "presets", "models"]
 
 
 def build_parser() -> argparse.ArgumentParser:

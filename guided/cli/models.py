@@ -13,12 +13,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "they are on this machine and how to get the missing ones. Looks only at local "
                     "caches and files: never uses the network.")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    parser.add_argument("--download", nargs="?", const="all", metavar="FEATURE",
+                        help="fetch the default weights FEATURE (stylize, gatys, compare, all: the default) is "
+                             "missing; says what and how big first, then shows progress")
+    parser.add_argument("--offline", action="store_true", help="with --download: refuse to use the network "
+                                                               "(as HF_HUB_OFFLINE does)")
+    parser.add_argument("--mirror", metavar="DIR", help="with --download: copy from this local mirror folder "
+                                                        "(<org>/<repo>/<files>, <torch hub file>) instead")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from guided.models.status import model_status
 
+    if args.download is not None:
+        from guided.models.download import MirrorSource, download
+
+        source = MirrorSource(args.mirror) if args.mirror else None
+        download(args.download, source=source, refuse_online=args.offline,
+                 say=lambda line: print(line, file=sys.stderr if args.json else sys.stdout, flush=True))
+    elif args.mirror or args.offline:
+        from guided.errors import GuidedError
+
+        raise GuidedError("`--mirror` and `--offline` go with --download")
     rows = model_status()
     if args.json:
         json.dump([row.to_dict() for row in rows], sys.stdout, indent=2)

@@ -45,8 +45,8 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--guidance-scale", type=float, help=f"classifier-free guidance (default {DEFAULTS.guidance_scale})")
     g.add_argument("--scheduler", choices=list(SCHEDULER_NAMES),
                    help=f"denoising scheduler (default {DEFAULTS.scheduler})")
-    g.add_argument("--size", type=int,
-                   help=f"long side in pixels (default {DEFAULTS.size}; {DEFAULTS.tiny_size} with --tiny)")
+    g.add_argument("--size", type=int, help="long side in pixels (default: the model's native resolution, 512 for "
+                                            "SD 1.5, 1024 for SDXL, 64 with --tiny)")
     g.add_argument("--preserve-color", action="store_true", help="keep the photo's colours")
     w = parser.add_argument_group("guidance weights (0 turns a term off)")
     w.add_argument("--clip-text-weight", type=float, help=f"CLIP similarity to the prompt (default {_G.clip_text})")
@@ -59,7 +59,8 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
     r.add_argument("--seed", type=int, default=DEFAULTS.seed, help=f"random seed (default {DEFAULTS.seed})")
     r.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: the best available)")
     r.add_argument("--mixed-precision", choices=MIXED_PRECISION, help="Accelerate mixed precision (default no)")
-    r.add_argument("--model", help="Stable Diffusion Hub id or local folder (default: see `guided models`)")
+    r.add_argument("--model", help="Stable Diffusion 1.x/2.x or SDXL Hub id or local folder, told apart by its "
+                                   "model_index.json (default: see `guided models`)")
     r.add_argument("--clip", help="CLIP for guidance: open_clip NAME or NAME:TAG, or a local checkpoint "
                                   f"(default {DEFAULT_CLIP_MODEL}:{DEFAULT_CLIP_PRETRAINED})")
     r.add_argument("--tiny", dest="models", action="store_const", const="tiny", default="default",
@@ -134,8 +135,8 @@ def _check_early(args: argparse.Namespace) -> None:
     for s in args.style:
         load_image(s, what="style image")
     check_stylize_options(args)
-    size = args.size or (DEFAULTS.tiny_size if args.models == "tiny" else DEFAULTS.size)
-    check_outputs([Output(Path(args.output), "--output", long_side=size)], inputs=stylize_inputs(args))
+    # The model's native size (at most 1024) fits every format; an explicit --size is checked.
+    check_outputs([Output(Path(args.output), "--output", long_side=args.size)], inputs=stylize_inputs(args))
     if not args.preset and not (args.prompt or "").strip() and not args.style:
         raise GuidedError("`--prompt` is empty and no --style painting was given: nothing to stylize toward")
 

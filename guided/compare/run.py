@@ -228,7 +228,7 @@ def _run_all(run: _Run) -> CompareReport:
     # 1b. Fast networks: one forward pass each, at the size the other stages produce.
     for i, stylizer_net in enumerate(run.fast):
         outputs.append(_fast_stage(stylizer_net, run.photo,
-                                   run.size or (DEFAULTS.tiny_size if run.smoke else DEFAULTS.size),
+                                   run.size or DEFAULTS.size or run.stylizer.native_size,
                                    f"fast{i + 1}" if len(run.fast) > 1 else "fast", memory))
 
     # 2. Plain img2img: every guidance weight 0 is exactly diffusers' img2img (tested in issue 3).
@@ -275,7 +275,7 @@ def _classic(run: _Run, memory: PeakMemory) -> Stage:
     for key in ("backbone", "seed", "device", "style_weights", "preset"):
         if key in options:
             raise GuidedError(f"`gatys_options` may not set `{key}`: compare sets it for every stage")
-    options.setdefault("size", run.size or (DEFAULTS.tiny_size if smoke else DEFAULTS.size))
+    options.setdefault("size", run.size or DEFAULTS.size or stylizer.native_size)
     if smoke:
         options.setdefault("iterations", TINY_GATYS_ITERATIONS)
     options.setdefault("progress", sys.stderr.isatty())

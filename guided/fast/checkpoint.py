@@ -58,8 +58,9 @@ def _read(path: Path, what: str, expected_format: str) -> tuple[dict[str, Tensor
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}
-            tensors = {key: f.get_tensor(key) for key in f.keys()}  # safe_open is not iterable
-    except Exception as exc:  # noqa: BLE001 - truncated or not safetensors at all
+            tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 - safe_open is not iterable
+    except Exception as exc:
+        logger.debug("reading %s failed", path, exc_info=True)
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise GuidedError(f"{what} '{path}' is not a readable safetensors file (truncated or another "
                           f"format): {first}") from None

@@ -21,8 +21,8 @@ TERM_OPTIONS = ("gram", "content", "tv", "clip_text", "clip_style")
 class TrainConfig:
     """Everything that shapes a training run; `guided train` reads its defaults from here."""
 
-    # Steps of one global batch. Johnson: "at least 10,000 iterations" on COCO; on our few photos and
-    # a 2-core CPU, 2000 at 256 px is what an afternoon buys (bench/README.md: quality per step).
+    # Steps of one global batch. Johnson: "at least 10,000 iterations" on COCO; 2000 steps of 256 px batch 4
+    # are ~3 h on a quiet 2-core CPU (~5 s a step, bench/README.md) and minutes on a GPU: a starting point.
     iterations: int = 2000
     # Alternative to `iterations`: passes over the photos (iterations = ceil(epochs * photos / batch)).
     epochs: float | None = None
@@ -36,12 +36,12 @@ class TrainConfig:
     final_lr_factor: float = 0.1
     # Long side of the painting for its Gram targets (None: `image_size`, the scale the crops are seen at).
     style_size: int | None = None
-    # "half" by default: 4x fewer parameters, ~3x faster at 512 px on CPU, Gram/content distances close
-    # to "full" after the same training (bench/README.md, "Fast networks").
+    # "half" by default: 4x fewer parameters, 512x512 in 0.30 s on a quiet 2-core CPU where "full" takes
+    # 0.95 s (the 0.4 s budget); Johnson found half width costs little quality (not re-measured here).
     width: str = "half"
     # Term weights, on terms divided by `term_scales` (O(1) at the start). Calibrated with the real
     # VGG-16 on several photos and two paintings (bench/README.md): style 4 vs content 1 gives a
-    # real stylization, not a colour cast; TV 1e-3 only removes speckle.
+    # real stylization, not a colour cast; TV 0.01 only removes speckle (< 1 % of the objective).
     gram: float = 4.0
     content: float = 1.0
     tv: float = 1e-2
@@ -52,9 +52,10 @@ class TrainConfig:
     style_weights: Sequence[float] | None = None
     backbone: str | None = None  # see guided.models.vgg.resolve_backbone (None: $GUIDED_VGG_WEIGHTS, else vgg19)
     seed: int = 0
-    mixed_precision: str = "no"  # "bf16": ~1.3-1.8x faster on CPUs with bf16 units, losses stay float32
-    channels_last: bool = False  # NHWC memory format; measured in bench/README.md
-    checkpoint_every: int = 200  # a crash loses at most this many steps (a few minutes on a CPU)
+    # "bf16" helps on GPUs and CPUs with bf16 units; on AVX2-only CPUs it is far slower (bench/README.md).
+    mixed_precision: str = "no"
+    channels_last: bool = False  # NHWC for the network; the frozen VGG is ~90 % of a step, so it matters little
+    checkpoint_every: int = 200  # a crash loses at most this many steps (~15 min at 256 px on a quiet 2-core CPU)
     sample_every: int = 200  # loss-curve PNG and sample grid next to the output
     workers: int = 2  # loader processes: decoding and resizing photos overlaps the step
     device: str | None = None

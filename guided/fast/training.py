@@ -172,7 +172,16 @@ def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | N
     total = config.total_steps(len(folder.files))
 
     # 2. Placement, precision, models; the objective of guidance with per-photo content targets.
-    accelerator = make_accelerator(config.device, config.mixed_precision)
+    import os
+
+    device = config.device
+    if device is None and not torch.cuda.is_available():
+        device = "cpu"  # Accelerate sets up a CPU (gloo) process group only when told cpu=True
+    accelerator = make_accelerator(device, config.mixed_precision)
+    launched = int(os.environ.get("WORLD_SIZE", "1") or 1)
+    if launched != accelerator.num_processes:  # never let several processes each train alone
+        raise GuidedError(f"launched as {launched} processes (WORLD_SIZE) but Accelerate sees "
+                          f"{accelerator.num_processes}; check the launcher's configuration")
     need_clip = (prompt is not None and config.clip_text > 0) or (bool(styles) and config.clip_style > 0)
     guidance_models, models_card = _models(config, need_clip, models)
     guidance_models.to(accelerator.device)
@@ -359,7 +368,7 @@ def make_card(config: TrainConfig, total: int, history: list[dict], elapsed: flo
             "weights": {n: getattr(config, n) for n in TERM_OPTIONS}, "term_scales": scales,
             "vgg": models.get("vgg"), "clip": models.get("clip"), "width": config.width, "iterations": total,
             "image_size": config.image_size, "batch_size": config.batch_size, "processes": world,
-            "final_losses": final, "final_losses_note": "mean of the last 20 steps, unweighted terms",
+            "final_losses": final, "final_losses_note": "means of the last 20 steps: total is the weighted objective, the others unweighted terms",
             "training_seconds": round(elapsed, 1), "data": {"folder": str(folder.root), "photos": len(folder.files),
                                                             "skipped": len(folder.skipped)},
             "config": options, "versions": library_versions()}

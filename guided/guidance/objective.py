@@ -127,6 +127,8 @@ class GuidedObjective:
         else:
             self._generator.manual_seed(config.seed)
         self._content_cache: dict[tuple[int, int], dict[str, Tensor]] = {}
+        self._rms: dict[str, Tensor] = {}  # per-term gradient RMS of the last measured step
+        self._guided_steps = 0
         with torch.no_grad(), _float32(self._device()):
             self._precompute(styles)
 
@@ -265,6 +267,8 @@ class GuidedObjective:
         with torch.enable_grad():
             x = image01.detach().float().requires_grad_(True)
             values = self.terms(x, active)
+            if self.config.normalize_gradients and self._cached_scales_apply(x, active):
+                return self._gradient_from_cached_scales(x, values, active)
             if self.config.normalize_gradients:
                 grads = self._per_term_grads(x, values, active)
             else:  # x batch size: each image's gradient does not depend on how many share the batch
@@ -282,6 +286,7 @@ class GuidedObjective:
                 continue
             if self.config.normalize_gradients:
                 rms = g.pow(2).mean(dim=tuple(range(1, g.ndim)), keepdim=True).sqrt()
+                self._rms[name] = rms.detach()
                 g = self.config.weight(name) * g / (rms + _EPS)
             elif name != "all":
                 g = x.shape[0] * self.config.weight(name) * g
@@ -289,6 +294,29 @@ class GuidedObjective:
         floats = {n: float(v.detach()) for n, v in values.items()}
         notes += [f"{n}: non-finite value {v}" for n, v in floats.items() if v != v or abs(v) == float("inf")]
         return total.detach(), floats, notes
+
+    def _cached_scales_apply(self, x: Tensor, active: list[str]) -> bool:
+        """Whether this step may reuse the last measured per-term RMS (see `GuidanceConfig.norm_every`)."""
+        self._guided_steps += 1
+        every = self.config.norm_every
+        return (every > 1 and x.shape[0] == 1 and (self._guided_steps - 1) % every != 0
+                and all(n in self._rms for n in active))
+
+    def _gradient_from_cached_scales(self, x: Tensor, values: dict[str, Tensor],
+                                     active: list[str]) -> tuple[Tensor, dict[str, float], list[str]]:
+        """One backward of sum_n weight_n * value_n / rms_n, with rms_n from the last measured step."""
+        usable = [n for n in active if values[n].requires_grad and torch.isfinite(values[n])]
+        notes = [f"{n}: non-finite value, skipped" for n in active if not torch.isfinite(values[n])]
+        total = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        if usable:
+            loss = sum(self.config.weight(n) * values[n] / (self._rms[n].flatten()[0] + _EPS) for n in usable)
+            (g,) = torch.autograd.grad(loss, x, allow_unused=True)
+            if g is not None and torch.isfinite(g).all():
+                total = g.detach()
+            elif g is not None:  # measure afresh next step, where a non-finite term is found and skipped
+                self._rms.clear()
+                notes.append("cached-scale gradient not finite: this step skipped")
+        return total, {n: float(v.detach()) for n, v in values.items()}, notes
 
     @staticmethod
     def _per_term_grads(x: Tensor, values: dict[str, Tensor], names: list[str]) -> dict[str, Tensor | None]:

@@ -14,7 +14,8 @@ from guided.errors import WeightsNotFoundError
 logger = logging.getLogger(__name__)
 
 #: Defaults: open_clip's LAION-2B ViT-B/32 (fast on CPU, the most used open CLIP), torchvision's
-#: VGG-19 (the network of Gatys et al.), and TAESD, the tiny autoencoder for SD 1.x/2.x latents.
+#: VGG-19 (the network of Gatys et al.), and TAESD, the tiny autoencoder for SD 1.x/2.x latents
+#: (`guided.constants.TINY_DECODERS` names TAESDXL for SDXL).
 DEFAULT_CLIP = (DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED)
 DEFAULT_VGG = None  # resolve_backbone(None): $GUIDED_VGG_WEIGHTS, else torchvision's VGG-19
 

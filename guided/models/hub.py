@@ -7,18 +7,30 @@ listing what is missing and how to get it.
 """
 from __future__ import annotations
 
+import json
+import logging
 import os
 from pathlib import Path
 
 from guided.errors import GuidedError, WeightsNotFoundError
 from guided.models.checkpoints import offline
 
-# Files a diffusers Stable Diffusion folder needs; "a|b" means either file.
+logger = logging.getLogger(__name__)
+
+# Files a diffusers Stable Diffusion folder needs; "a|b" means either file. A tokenizer saved by
+# transformers 5 is one tokenizer.json instead of vocab.json + merges.txt.
 SD_REQUIRED_FILES = [
-    "model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json", "tokenizer/merges.txt",
+    "model_index.json", "scheduler/scheduler_config.json", "tokenizer/vocab.json|tokenizer/tokenizer.json",
+    "tokenizer/merges.txt|tokenizer/tokenizer.json",
     "text_encoder/config.json", "text_encoder/model.safetensors|text_encoder/pytorch_model.bin",
     "unet/config.json", "unet/diffusion_pytorch_model.safetensors|unet/diffusion_pytorch_model.bin",
     "vae/config.json", "vae/diffusion_pytorch_model.safetensors|vae/diffusion_pytorch_model.bin",
+]
+# SDXL adds the second text encoder and tokenizer (a refiner has only these; not listed as required).
+SDXL_REQUIRED_FILES = SD_REQUIRED_FILES + [
+    "tokenizer_2/vocab.json|tokenizer_2/tokenizer.json", "tokenizer_2/merges.txt|tokenizer_2/tokenizer.json",
+    "text_encoder_2/config.json",
+    "text_encoder_2/model.safetensors|text_encoder_2/pytorch_model.bin",
 ]
 TINY_DECODER_REQUIRED_FILES = ["config.json", "diffusion_pytorch_model.safetensors|diffusion_pytorch_model.bin"]
 # Never downloaded: other frameworks' copies, single-file checkpoints, half-precision and EMA variants.
@@ -113,3 +125,27 @@ def resolve_model_dir(repo_id_or_path: str | Path, *, what: str, required_files:
     if still:
         raise WeightsNotFoundError(f"{what} '{name}' was downloaded but lacks {', '.join(still)}")
     return folder
+
+
+def model_family(folder: str | Path) -> str:
+    """"sd" (Stable Diffusion 1.x/2.x) or "sdxl", read from a diffusers folder's `model_index.json`.
+
+    SDXL is a pipeline class named StableDiffusionXL... or an index with `text_encoder_2`
+    (diffusers' own and guided's saved pipelines alike). A pipeline without a UNet (SD3, Flux,
+    ...) is a `GuidedError` naming its class."""
+    path = Path(folder) / "model_index.json"
+    try:
+        index = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise WeightsNotFoundError(f"model folder '{folder}' has no model_index.json") from None
+    except (OSError, json.JSONDecodeError) as exc:
+        raise GuidedError(f"model index '{path}' cannot be read: {exc}") from None
+    if not isinstance(index, dict):
+        raise GuidedError(f"model index '{path}' is not a JSON object")
+    name = str(index.get("_class_name", "")).removeprefix("Guided")
+    if "unet" not in index:
+        raise GuidedError(f"model '{folder}' is a {name or 'pipeline without a UNet'} (its model_index.json); "
+                          "guided stylizes with Stable Diffusion 1.x/2.x and SDXL checkpoints")
+    family = "sdxl" if name.startswith("StableDiffusionXL") or "text_encoder_2" in index else "sd"
+    logger.debug("model '%s' (%s): family %s", folder, name, family)
+    return family

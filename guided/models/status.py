@@ -6,10 +6,11 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from guided.constants import DEFAULT_SD_MODEL, DEFAULT_TINY_DECODER, ENV_VGG_WEIGHTS
+from guided.constants import DEFAULT_SD_MODEL, DEFAULT_SDXL_MODEL, DEFAULT_TINY_DECODER, ENV_VGG_WEIGHTS, TINY_DECODERS
 from guided.models.checkpoints import torch_hub_checkpoint
 from guided.models.hub import (
     SD_REQUIRED_FILES,
+    SDXL_REQUIRED_FILES,
     TINY_DECODER_REQUIRED_FILES,
     _cache_root,
     cached_snapshot,
@@ -89,9 +90,13 @@ def _lpips_rows() -> list[ModelStatus]:
 
 
 def model_status(*, sd_model: str = DEFAULT_SD_MODEL, tiny_decoder: str = DEFAULT_TINY_DECODER,
+                 sdxl_model: str = DEFAULT_SDXL_MODEL, sdxl_tiny_decoder: str = TINY_DECODERS["sdxl"],
                  cache_dir: str | Path | None = None) -> list[ModelStatus]:
     """One row per (feature, component): `present`, `where` it is or was looked for, `missing`,
-    `how` to get it, and whether the feature `required`s it. No network."""
+    `how` to get it, and whether the feature `required`s it. No network.
+
+    SDXL (`guided stylize --model` an SDXL checkpoint) is optional: its rows never make the
+    default feature fail; it uses the same CLIP and VGG as Stable Diffusion."""
     rows = [
         _repo_row("stylize", "Stable Diffusion model", sd_model, SD_REQUIRED_FILES, how_to_get(sd_model), True,
                   cache_dir),
@@ -99,6 +104,10 @@ def model_status(*, sd_model: str = DEFAULT_SD_MODEL, tiny_decoder: str = DEFAUL
         _vgg_row("stylize", "vgg19", True),
         _repo_row("stylize", "tiny decoder (fast mode; else VAE at low res)", tiny_decoder,
                   TINY_DECODER_REQUIRED_FILES, how_to_get(tiny_decoder), False, cache_dir),
+        _repo_row("stylize", "SDXL model (for --model SDXL)",
+                  sdxl_model, SDXL_REQUIRED_FILES, how_to_get(sdxl_model), False, cache_dir),
+        _repo_row("stylize", "TAESDXL tiny decoder (SDXL fast mode; else VAE at low res)", sdxl_tiny_decoder,
+                  TINY_DECODER_REQUIRED_FILES, how_to_get(sdxl_tiny_decoder), False, cache_dir),
         _vgg_row("gatys", "vgg19", True),
         _vgg_row("gatys", "vgg16", False),
     ]
