@@ -66,7 +66,7 @@ def test_fast_one_photo_and_a_folder_with_manifest(inputs, tmp_path, capsys):
     manifest = read_metadata(out)
     assert manifest["kind"] == "fast" and manifest["models"]["network"]["card"]["note"] == "untrained test network"
     assert len(manifest["models"]["network"]["sha256"]) == 64
-    assert main(["fast", str(net), str(photos), "-o", str(tmp_path / "folder"), "--original-colors"]) == 0
+    assert main(["fast", str(net), str(photos), "-o", str(tmp_path / "folder"), "--preserve-color"]) == 0
     assert sorted(p.name for p in (tmp_path / "folder").glob("*.png")) == [f"photo{i}.png.fast.png" for i in range(4)]
 
 
