@@ -29,8 +29,8 @@ def test_the_readme_has_python_examples():
 def tiny_world(tmp_path, monkeypatch, stylizer):
     import guided.gatys.transfer as transfer
     from guided.stylize import Stylizer
-    from guided.testing import tiny_guidance_models, tiny_sd_components, tiny_vgg
-    from pipelines import GuidedStableDiffusionImg2ImgPipeline
+    from guided.testing import tiny_guidance_models, tiny_sd_components, tiny_sdxl_components, tiny_vgg
+    from pipelines import GuidedStableDiffusionImg2ImgPipeline, GuidedStableDiffusionXLImg2ImgPipeline
 
     monkeypatch.chdir(tmp_path)
     photo(96, 128).save("photo.jpg")
@@ -43,7 +43,8 @@ def tiny_world(tmp_path, monkeypatch, stylizer):
 
     def tiny_pipeline(cls, name, **kwargs):
         assert isinstance(name, str) and name, "from_pretrained takes a Hub id or a folder"
-        pipe = cls(**tiny_sd_components(0))
+        xl = issubclass(cls, GuidedStableDiffusionXLImg2ImgPipeline)
+        pipe = cls(**(tiny_sdxl_components(0) if xl else tiny_sd_components(0)))
         pipe.set_guidance_models(tiny_guidance_models(0, decoder=False))
         pipe.set_progress_bar_config(disable=True)
         return pipe
@@ -51,6 +52,7 @@ def tiny_world(tmp_path, monkeypatch, stylizer):
     monkeypatch.setattr(transfer, "stylize", small_stylize)
     monkeypatch.setattr(Stylizer, "load", classmethod(lambda cls, **kw: stylizer))
     monkeypatch.setattr(GuidedStableDiffusionImg2ImgPipeline, "from_pretrained", classmethod(tiny_pipeline))
+    monkeypatch.setattr(GuidedStableDiffusionXLImg2ImgPipeline, "from_pretrained", classmethod(tiny_pipeline))
     return tmp_path
 
 

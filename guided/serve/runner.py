@@ -127,7 +127,6 @@ class Runner:
         from guided.gatys.presets import get_preset, override
         from guided.gatys.transfer import stylize
         from guided.io.images import tensor_to_pil
-        from guided.stylize import DEFAULTS
 
         options = dict(record.options)
         stylizer = self.stylizer()
@@ -139,7 +138,7 @@ class Runner:
             from torch import nn
 
             backbone = nn.Sequential(*stylizer.guidance_models.vgg.body)
-            options.setdefault("size", DEFAULTS.tiny_size)
+            options.setdefault("size", stylizer.native_size)
             options.setdefault("iterations", TINY_GATYS_ITERATIONS)
         preset_fields = {k: v for k, v in options.items() if k not in ("preset", "style_weights", "seed", "device")}
         total = override(get_preset(options.get("preset", "default")), **preset_fields).iterations
