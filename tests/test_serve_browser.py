@@ -89,7 +89,9 @@ def test_upload_pick_a_preset_run_see_and_download_the_result(server, page, tmp_
     photo(240, 320).save(photo_path, quality=92)
     page.goto(base + "/", wait_until="load")
     page.get_by_role("tab", name="Text prompt").wait_for()
-    assert page.get_by_text("Tiny random models", exact=False).first.is_visible()
+    notice = page.get_by_text("Tiny random models", exact=False).first
+    notice.wait_for(state="visible", timeout=30_000)  # rendered after the tabs on a loaded machine
+    assert notice.is_visible()
 
     page.locator("#t-photo input[type=file]").set_input_files(str(photo_path))
     page.get_by_label("Style preset").click()
