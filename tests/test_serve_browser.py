@@ -132,7 +132,9 @@ def test_the_other_tabs_render_and_the_fast_tab_says_why_it_is_off(server, page,
         page.wait_for_timeout(300)
         page.screenshot(path=str(SCREENSHOTS / f"serve-ui-{tab.split()[0].lower()}.png"), full_page=False)
     page.get_by_role("tab", name="Fast").click()
-    assert page.get_by_text("Fast networks are not available", exact=False).first.is_visible()
+    unavailable = page.get_by_text("Fast networks are not available", exact=False).first
+    unavailable.wait_for(state="visible", timeout=30_000)
+    assert unavailable.is_visible()
 
 
 def test_a_mistake_shows_as_one_readable_line(server, page, tmp_path):
