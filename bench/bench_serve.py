@@ -90,10 +90,9 @@ def main() -> int:
     import socket
 
     import torch
-    import uvicorn
     from factories import photo
 
-    from guided.serve.app import create_app
+    from guided.serve.app import create_app, serving_in_background
     from guided.serve.config import ServeConfig
     from guided.stylize import Stylizer
 
@@ -109,44 +108,37 @@ def main() -> int:
     out = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     app = create_app(ServeConfig(models="tiny", out=out, port=port, queue=args.queue),
                      stylizer=Stylizer.load(models="tiny"), ui=False)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    print(f"server on 127.0.0.1:{port}, tiny models, queue {args.queue}, {args.clients} clients x {args.rounds} "
-          f"rounds; RSS at start {rss_mb():.0f} MB")
-    every = []
-    for n in range(1, args.rounds + 1):
-        results: list[dict] = []
-        start = threading.Barrier(args.clients)
-        threads = [threading.Thread(target=client, args=(port, body, ctype, results, start))
-                   for _ in range(args.clients)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(JOB_DEADLINE_S + 60)
-        accepted = [r for r in results if r["status"] == 202]
-        refused = [r for r in results if r["status"] == 429]
-        assert all(r["retry_after"] for r in refused), "a 429 without Retry-After"
-        print(f"round {n}: {len(accepted)} accepted, {len(refused)} got 429, "
-              f"{len(results) - len(accepted) - len(refused)} other; "
-              f"submit p50 {pct([r['submit_s'] for r in results], .5) * 1000:.0f} ms "
-              f"p95 {pct([r['submit_s'] for r in results], .95) * 1000:.0f} ms; "
-              f"job p50 {pct([r['job_s'] for r in accepted], .5):.2f} s "
-              f"p95 {pct([r['job_s'] for r in accepted], .95):.2f} s; "
-              f"ended {dict(statistics.Counter(r['final'] for r in accepted))}; "
-              f"{time.perf_counter() - t0:.1f} s; RSS {rss_mb():.0f} MB")
-        every += accepted
-    on_disk = {p.parent.name: json.loads(p.read_text())["status"] for p in (out / "jobs").glob("*/job.json")}
-    lost = [r["id"] for r in every if on_disk.get(r["id"]) not in ("done", "failed")]
-    results_ok = all((out / "jobs" / r["id"] / "result.png").is_file() for r in every if r["final"] == "done")
-    print(f"nothing lost: {not lost and results_ok} ({len(every)} accepted jobs, {len(on_disk)} records on disk, "
-          f"every done job has its PNG: {results_ok})")
-    server.should_exit = True
-    thread.join(30)
+    with serving_in_background(app, port):
+        print(f"server on 127.0.0.1:{port}, tiny models, queue {args.queue}, {args.clients} clients x {args.rounds} "
+              f"rounds; RSS at start {rss_mb():.0f} MB")
+        every = []
+        for n in range(1, args.rounds + 1):
+            results: list[dict] = []
+            start = threading.Barrier(args.clients)
+            threads = [threading.Thread(target=client, args=(port, body, ctype, results, start))
+                       for _ in range(args.clients)]
+            t0 = time.perf_counter()
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(JOB_DEADLINE_S + 60)
+            accepted = [r for r in results if r["status"] == 202]
+            refused = [r for r in results if r["status"] == 429]
+            assert all(r["retry_after"] for r in refused), "a 429 without Retry-After"
+            print(f"round {n}: {len(accepted)} accepted, {len(refused)} got 429, "
+                  f"{len(results) - len(accepted) - len(refused)} other; "
+                  f"submit p50 {pct([r['submit_s'] for r in results], .5) * 1000:.0f} ms "
+                  f"p95 {pct([r['submit_s'] for r in results], .95) * 1000:.0f} ms; "
+                  f"job p50 {pct([r['job_s'] for r in accepted], .5):.2f} s "
+                  f"p95 {pct([r['job_s'] for r in accepted], .95):.2f} s; "
+                  f"ended {dict(statistics.Counter(r['final'] for r in accepted))}; "
+                  f"{time.perf_counter() - t0:.1f} s; RSS {rss_mb():.0f} MB")
+            every += accepted
+        on_disk = {p.parent.name: json.loads(p.read_text())["status"] for p in (out / "jobs").glob("*/job.json")}
+        lost = [r["id"] for r in every if on_disk.get(r["id"]) not in ("done", "failed")]
+        results_ok = all((out / "jobs" / r["id"] / "result.png").is_file() for r in every if r["final"] == "done")
+        print(f"nothing lost: {not lost and results_ok} ({len(every)} accepted jobs, {len(on_disk)} records on disk, "
+              f"every done job has its PNG: {results_ok})")
     return 0 if not lost and results_ok else 1
 
 

@@ -10,8 +10,6 @@ import json
 import os
 import shutil
 import socket
-import threading
-import time
 from pathlib import Path
 
 import PIL.Image
@@ -50,22 +48,14 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, stylizer):
     """A real uvicorn server on 127.0.0.1 in a thread, stopped at the end (bounded waits)."""
-    from guided.serve.app import create_app
+    from guided.serve.app import create_app, serving_in_background
     from guided.serve.config import ServeConfig
 
     port = _free_port()
     out = tmp_path_factory.mktemp("browser")
     app = create_app(ServeConfig(models="tiny", out=out / "serve", port=port), stylizer=stylizer)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start within 60 s"
-    yield f"http://127.0.0.1:{port}", out
-    server.should_exit = True
-    thread.join(30)
+    with serving_in_background(app, port):
+        yield f"http://127.0.0.1:{port}", out
 
 
 @pytest.fixture(scope="module")

@@ -126,6 +126,29 @@ def create_app(config: ServeConfig, *, stylizer=None, ui: bool = True):
     return app
 
 
+@contextlib.contextmanager
+def serving_in_background(app, port: int, *, start_timeout: float = 60.0):
+    """Run `app` with uvicorn on 127.0.0.1:`port` in a daemon thread for the `with` block (tests, the
+    load bench); every wait is bounded. Raises RuntimeError when it does not start in time."""
+    import time
+
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        if not server.started:
+            raise RuntimeError(f"the server did not start within {start_timeout:g} s")
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
 def _version() -> str:
     from guided import __version__
 
