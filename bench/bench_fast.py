@@ -43,10 +43,10 @@ def _median_time(fn, repeats: int, warmup: int = 1) -> float:
 
 
 def speed(args) -> dict:
-    """Inference at 512x512: PyTorch (fp32, channels_last) and onnxruntime, per width."""
-    from guided.fast.apply import OnnxRunner
+    """Inference at 512x512: PyTorch (fp32, channels_last) and onnxruntime, per width; with `--with-gatys`,
+    the Gatys `default` preset (its own 512 px) on the first photo and the network on that photo's size,
+    in the same run, for the speed-up."""
     from guided.fast.checkpoint import load_network
-    from guided.fast.export import export
     from guided.fast.network import TransformerNet
 
     x = torch.rand(1, 3, 512, 512)
@@ -65,13 +65,37 @@ def speed(args) -> dict:
             xc = x.contiguous(memory_format=torch.channels_last)
             rows[f"{name} pytorch channels_last"] = _median_time(lambda cl=cl, xc=xc: cl(xc), args.repeats)
             net.to(memory_format=torch.contiguous_format)
-        if card["width"] != "half":  # onnxruntime for the default width only: an export costs a minute here
-            continue
-        onnx_path = Path(args.tmp) / f"bench-{card['width']}.onnx"
-        export(net, card, onnx_path, "onnx")
-        runner = OnnxRunner(onnx_path)
-        rows[f"{name} onnxruntime"] = _median_time(lambda runner=runner: runner(x), args.repeats)
-    return {"inference_512_seconds": rows, "threads": torch.get_num_threads()}
+        rows[f"{name} onnxruntime"] = _onnx_time(net, card, x, args)
+    result = {"inference_512_seconds": rows, "threads": torch.get_num_threads()}
+    if args.with_gatys:
+        result["gatys_default_vs_network"] = _gatys_ratio(next(iter(nets.values()))[0], args)
+    return result
+
+
+def _onnx_time(net, card: dict, x: torch.Tensor, args) -> float:
+    from guided.fast.apply import OnnxRunner
+    from guided.fast.export import export
+
+    onnx_path = Path(args.tmp) / f"bench-{card['width']}.onnx"
+    export(net, card, onnx_path, "onnx")
+    runner = OnnxRunner(onnx_path)
+    return _median_time(lambda: runner(x), args.repeats)
+
+
+def _gatys_ratio(net, args) -> dict:
+    """One Gatys `default` run (its own size, 512 px) on the first photo and the network at that size."""
+    from guided.gatys import stylize
+
+    photo = args.photos[0]
+    start = time.perf_counter()
+    result = stylize(photo, [args.style], preset="default", backbone=args.backbone, progress=False)
+    gatys_seconds = time.perf_counter() - start
+    w, h = result.image.size
+    x = torch.rand(1, 3, h, w)
+    with torch.no_grad():
+        net_seconds = _median_time(lambda: net(x), args.repeats)
+    return {"photo": Path(photo).name, "size": [w, h], "gatys_seconds": gatys_seconds,
+            "network_seconds": net_seconds, "speedup": gatys_seconds / net_seconds}
 
 
 def _scorer(backbone: str, style: str):
@@ -208,6 +232,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, help="gatys part: the default preset's size changed to this long side")
     parser.add_argument("--iterations", type=int, help="gatys part: the default preset's iterations changed to this")
     parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--with-gatys", action="store_true",
+                        help="speed part: also one Gatys default run on the first photo, for the speed-up")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--tmp", default="out/bench_fast")
     parser.add_argument("--out", help="write the results (JSON) here")

@@ -18,7 +18,7 @@ import pytest
 av = pytest.importorskip("av")
 pytest.importorskip("cv2")
 
-from video_factories import panning_frames, write_clip, write_folder, write_gif  # noqa: E402
+from video_factories import panning_frames, random_network, write_clip, write_folder, write_gif  # noqa: E402
 
 from guided.cli import main  # noqa: E402
 from guided.video.encode import inspect_mp4  # noqa: E402
@@ -31,13 +31,7 @@ def clip(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def net(tmp_path_factory) -> Path:
-    import torch
-
-    from guided.fast import TransformerNet, save_network
-
-    torch.manual_seed(0)
-    return save_network(TransformerNet("half"), tmp_path_factory.mktemp("net") / "net.safetensors",
-                        {"style": "random weights (test)"})
+    return random_network(tmp_path_factory.mktemp("net") / "net.safetensors")
 
 
 def _audio_seconds(path: Path) -> float:

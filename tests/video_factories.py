@@ -75,3 +75,14 @@ def write_folder(folder: Path, frames: list[np.ndarray]) -> Path:
     for i, rgb in enumerate(frames):
         Image.fromarray(rgb).save(folder / f"frame{i + 1}.png")  # 1..N, natural order (frame10 after frame9)
     return folder
+
+
+def random_network(path: Path, seed: int = 0) -> Path:
+    """A real `half` TransformerNet with random weights saved at `path`: a per-frame network whose
+    texture flickers with the input (not a stylization)."""
+    import torch
+
+    from guided.fast import TransformerNet, save_network
+
+    torch.manual_seed(seed)
+    return save_network(TransformerNet("half"), path, {"style": "random weights (test)"})

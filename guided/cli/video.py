@@ -20,6 +20,10 @@ METHODS = ("fast", "gatys", "stylize")
 #: warping error by 59% and raises the style distance by 18% (blending averages texture away); 0.5 removes
 #: 81% of the flicker at +38%, 0.7 93% at +71%.
 DEFAULT_TEMPORAL = 0.3
+#: Where --method fast blends (guided.video.methods.BLENDS): see bench/README.md, "Video".
+DEFAULT_BLEND = "output"
+#: Kept here, not imported from guided.video.methods, so that `guided video --help` imports no numpy/torch.
+BLENDS = ("output", "features")
 
 
 def add_parser(sub) -> None:
@@ -54,6 +58,9 @@ def add_parser(sub) -> None:
     f = p.add_argument_group("fast")
     f.add_argument("--net", metavar="NET",
                    help="a network from `guided train` (.safetensors) or `guided export` (.onnx)")
+    f.add_argument("--blend", choices=BLENDS, default=DEFAULT_BLEND,
+                   help="fast: blend the warped previous frame into the output pixels, or into the network's "
+                        f"features before its decoder (PyTorch networks; default {DEFAULT_BLEND})")
     g = p.add_argument_group("gatys")
     g.add_argument("--preset", help="gatys: a classic preset (default 'default'); stylize: a style preset")
     g.add_argument("--iterations", type=int, help="gatys: iterations of the first frame (default: the preset's)")
@@ -88,7 +95,8 @@ def _method(args: argparse.Namespace):
             raise GuidedError("--method fast needs `--net NET` (a network from `guided train`)")
         if not Path(args.net).is_file():
             raise GuidedError(f"`--net` '{args.net}' does not exist")
-        return FastMethod(args.net, temporal=temporal, device=args.device, mixed_precision=args.mixed_precision)
+        return FastMethod(args.net, temporal=temporal, blend=args.blend, device=args.device,
+                          mixed_precision=args.mixed_precision)
     if args.method == "gatys":
         from guided.video.gatys import GatysMethod
 

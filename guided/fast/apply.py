@@ -112,11 +112,15 @@ class FastStylizer:
         """(B, 3, H, W) in [0, 1] -> stylized, same shape, float32 on the CPU."""
         if self.backend == "onnxruntime":
             return self.network(x)
-        dtype = torch.bfloat16 if self.mixed_precision == "bf16" else torch.float16
-        half = self.mixed_precision != "no"
-        ctx = torch.autocast(self.device.type, dtype=dtype) if half else contextlib.nullcontext()
-        with ctx:
+        with self.autocast():
             return self.network(x.to(self.device)).float().cpu()
+
+    def autocast(self):
+        """The PyTorch network's precision context: autocast for bf16/fp16, nothing for float32."""
+        if self.mixed_precision == "no":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.mixed_precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def __call__(self, photo: str | Path | Image.Image, *, size: int | None = None,
                  original_colors: bool = False) -> FastResult:

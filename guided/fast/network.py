@@ -83,12 +83,18 @@ class TransformerNet(nn.Module):
 
     def forward(self, image: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1], for any H, W >= MIN_SIDE."""
+        return self.decode(self.encode(image), image.shape[-2], image.shape[-1])
+
+    def encode(self, image: Tensor) -> Tensor:
+        """The features after the residual blocks: (B, c3, H'/4, W'/4), H' and W' padded to a multiple of 4."""
         h, w = image.shape[-2], image.shape[-1]
         m = self.multiple
-        pad_h = (m - h % m) % m
-        pad_w = (m - w % m) % m
-        x = F.pad(image, [0, pad_w, 0, pad_h], mode="reflect")
-        x = self.out(self.up(self.res(self.down(x))))
+        x = F.pad(image, [0, (m - w % m) % m, 0, (m - h % m) % m], mode="reflect")
+        return self.res(self.down(x))
+
+    def decode(self, features: Tensor, h: int, w: int) -> Tensor:
+        """`encode`'s features -> the (B, 3, h, w) image in [0, 1] (video blends features in between)."""
+        x = self.out(self.up(features))
         # Crop back by a negative constant pad, not a slice: the size is then h, w by construction, which
         # torch.export can prove for a symbolic size (a slice :h needs h <= padded size, a guard it cannot).
         x = F.pad(x, [0, w - x.shape[-1], 0, h - x.shape[-2]])

@@ -6,7 +6,10 @@ from the second frame on, the flow-warped previous output and its non-occlusion 
 
 - `FastMethod`: one network pass, then the warped previous output blended into the reliable pixels
   (`(1 - t M) net(frame) + t M warp(prev)`): an average along the motion that keeps what is seen
-  moving and lets what is new (M = 0) come from the network alone.
+  moving and lets what is new (M = 0) come from the network alone. With `blend="features"` the same
+  average is taken of the network's features after its residual blocks (the previous frame's, warped
+  by the flow at 1/4 scale), before the decoder (Chen et al. 2017, "Coherent online video style
+  transfer"): the decoder's instance norms then restore the contrast an average of two textures loses.
 - `StylizeMethod`: guided img2img with the same seed for every frame (the same noise, so the same
   texture choices), starting from the current frame with the warped previous result blended into
   it. Diffusion takes seconds per frame on a GPU and minutes on a CPU: meant for GPUs.
@@ -21,6 +24,8 @@ from typing import Protocol
 
 import numpy as np
 
+from guided.errors import GuidedError
+
 logger = logging.getLogger(__name__)
 
 
@@ -30,6 +35,8 @@ class Guide:
 
     aligned: np.ndarray  # (H, W, 3) float32 in [0, 1]: the previous output, flow-warped
     mask: np.ndarray  # (H, W) float32 in {0, 1}: 1 where the pixel was visible in the previous frame
+    backward: np.ndarray | None = None  # (H, W, 2) flow current -> previous, to warp anything else (features)
+    previous_frame: np.ndarray | None = None  # the previous input frame, RGB uint8
 
 
 class FrameMethod(Protocol):
@@ -63,27 +70,52 @@ def to_unit(frame: np.ndarray) -> np.ndarray:
     return frame.astype(np.float32) / 255.0
 
 
+#: Where `FastMethod` applies the consistency: to the output pixels, or to the network's features.
+BLENDS = ("output", "features")
+
+
+def downsample_guide(guide: Guide, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The guide's flow (in pixels of the smaller grid) and its mask (the reliable share of each cell),
+    resized to a `height` x `width` grid such as the network's 1/4-scale features."""
+    import cv2
+
+    h, w = guide.mask.shape
+    flow = cv2.resize(guide.backward, (width, height), interpolation=cv2.INTER_AREA)
+    flow = flow * np.array([width / w, height / h], dtype=np.float32)
+    mask = cv2.resize(guide.mask, (width, height), interpolation=cv2.INTER_AREA)
+    return flow, mask
+
+
 class FastMethod:
-    """A feed-forward network per frame (guided.fast), blended with the warped previous output."""
+    """A feed-forward network per frame (guided.fast), blended with the warped previous frame's output
+    (`blend="output"`) or features (`blend="features"`, PyTorch networks only)."""
 
     name = "fast"
 
-    def __init__(self, network: str | Path, *, temporal: float, device: str | None = None,
+    def __init__(self, network: str | Path, *, temporal: float, blend: str = "output", device: str | None = None,
                  mixed_precision: str | None = None):
-        self.network, self.temporal = Path(network), temporal
+        if blend not in BLENDS:
+            raise GuidedError(f"`blend` must be one of {', '.join(BLENDS)}, got {blend!r}")
+        self.network, self.temporal, self.blend = Path(network), temporal, blend
         self.device, self.mixed_precision = device, mixed_precision
         self.stylizer = None
+        self._features = None  # the previous frame's (blended) features, for blend="features"
 
     def params(self) -> dict:
         from guided.io.files import sha256_file
 
-        return {"network_sha256": sha256_file(self.network), "temporal": self.temporal,
-                "mixed_precision": self.mixed_precision}
+        params = {"network_sha256": sha256_file(self.network), "temporal": self.temporal,
+                  "mixed_precision": self.mixed_precision}
+        if self.blend != "output":  # output blending's params stay as before: its earlier work folders still match
+            params["blend"] = self.blend
+        return params
 
     def load(self) -> None:
         from guided.fast.apply import FastStylizer
 
         self.stylizer = FastStylizer.load(self.network, device=self.device, mixed_precision=self.mixed_precision)
+        if self.blend == "features" and self.stylizer.backend != "pytorch":
+            raise GuidedError(f"`--blend features` needs a PyTorch network (.safetensors), not '{self.network}'")
 
     def describe(self) -> dict:
         return {"network": self.stylizer.describe()} if self.stylizer else {"network": str(self.network)}
@@ -92,8 +124,32 @@ class FastMethod:
         import torch
 
         x = torch.from_numpy(to_unit(frame)).permute(2, 0, 1)[None]
+        if self.blend == "features":
+            return self._feature_blended(x, guide)
         y = self.stylizer.run_tensor(x)[0].permute(1, 2, 0).clamp(0, 1).numpy()
         return blend(y, guide, self.temporal)
+
+    def _feature_blended(self, x, guide: Guide | None) -> np.ndarray:
+        import torch
+
+        from guided.video.synthetic import warp_batch
+
+        net = self.stylizer.network
+        with torch.no_grad(), self.stylizer.autocast():
+            features = net.encode(x.to(self.stylizer.device)).float()
+            if guide is not None and self.temporal > 0:
+                if self._features is None and guide.previous_frame is not None:  # after a resume: recomputed
+                    prev = torch.from_numpy(to_unit(guide.previous_frame)).permute(2, 0, 1)[None]
+                    self._features = net.encode(prev.to(self.stylizer.device)).float()
+                if self._features is not None and guide.backward is not None:
+                    flow, mask = downsample_guide(guide, features.shape[-2], features.shape[-1])
+                    flow_t = torch.from_numpy(flow)[None].to(features.device)
+                    aligned, _ = warp_batch(self._features, flow_t)
+                    weight = self.temporal * torch.from_numpy(mask).to(features.device)[None, None]
+                    features = (1 - weight) * features + weight * aligned
+            self._features = features
+            y = net.decode(features, x.shape[-2], x.shape[-1])
+        return y.float().cpu()[0].permute(1, 2, 0).clamp(0, 1).numpy()
 
 
 class StylizeMethod:
@@ -135,4 +191,4 @@ class StylizeMethod:
         return to_unit(np.asarray(image.convert("RGB")))
 
 
-__all__ = ["FastMethod", "FrameMethod", "Guide", "StylizeMethod", "blend"]
+__all__ = ["BLENDS", "FastMethod", "downsample_guide", "FrameMethod", "Guide", "StylizeMethod", "blend"]

@@ -178,7 +178,8 @@ def _frames(clip, method: FrameMethod, work, resumed: int, meter, clock: _Clock,
                 continue
             pair = estimator.pair(previous_input, frame) if previous_input is not None else None
             mark = clock.add("flow", mark)
-            guide = Guide(pair.align(previous_output.astype(np.float32) / 255.0), pair.mask) if pair else None
+            guide = (Guide(pair.align(previous_output.astype(np.float32) / 255.0), pair.mask, pair.backward,
+                           previous_input) if pair else None)
             styled = method(frame, guide)
             out = (np.clip(styled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
             mark = clock.add("method", mark)
