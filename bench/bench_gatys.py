@@ -26,10 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from guided.gatys import GatysObjective, stylize  # noqa: E402
-from guided.gatys.images import denormalize, normalize, preprocess  # noqa: E402
+from guided.gatys.images import preprocess  # noqa: E402
 from guided.gatys.presets import D2L  # noqa: E402
 from guided.io.images import load_image  # noqa: E402
 from guided.models.vgg import VGGFeatures, resolve_backbone  # noqa: E402
+from guided.models.vgg import imagenet_denormalize as denormalize  # noqa: E402
+from guided.models.vgg import imagenet_normalize as normalize  # noqa: E402
 
 SHAPE = (300, 450)
 

@@ -40,6 +40,42 @@ def tv_loss(image: Tensor) -> Tensor:
     return 0.5 * (dh + dw)
 
 
+def _differences(z: Tensor) -> tuple[Tensor, Tensor]:
+    return z[:, :, 1:, :] - z[:, :, :-1, :], z[:, :, :, 1:] - z[:, :, :, :-1]
+
+
+def _adjoint_differences(ph: Tensor, pw: Tensor) -> Tensor:
+    """D^T p for the forward differences of `_differences` (zero flux at the borders)."""
+    out = F.pad(ph, (0, 0, 1, 0)) - F.pad(ph, (0, 0, 0, 1))
+    return out + F.pad(pw, (1, 0, 0, 0)) - F.pad(pw, (0, 1, 0, 0))
+
+
+def tv_prox(v: Tensor, strength: float, *, dual: tuple[Tensor, Tensor] | None = None,
+            iterations: int = 50) -> tuple[Tensor, tuple[Tensor, Tensor]]:
+    """The proximal operator of `strength * tv_loss`: argmin_z 1/2 |z - v|^2 + strength * tv_loss(z).
+
+    `tv_loss` is anisotropic (|dh| and |dw| apart), so its dual variables live in boxes and the
+    problem is solved by accelerated projected gradient on the dual (Beck & Teboulle 2009's fast
+    gradient projection; the dual step 1/8 is 1/||D||^2 for 2-D forward differences). `dual`
+    warm-starts from an earlier solution (scaled to this strength by the caller). Returns
+    (z, dual) in float32.
+    """
+    v = v.float()
+    bound_h = strength * 0.5 / max(v[:, :, 1:, :].numel(), 1)  # tv_loss averages each direction
+    bound_w = strength * 0.5 / max(v[:, :, :, 1:].numel(), 1)
+    if dual is None:
+        dual = (v.new_zeros(v[:, :, 1:, :].shape), v.new_zeros(v[:, :, :, 1:].shape))
+    ph, pw = dual
+    qh, qw, t = ph, pw, 1.0
+    for _ in range(iterations):
+        gh, gw = _differences(v - _adjoint_differences(qh, qw))
+        nh, nw = (qh + gh / 8).clamp(-bound_h, bound_h), (qw + gw / 8).clamp(-bound_w, bound_w)
+        t_next = (1 + (1 + 4 * t * t) ** 0.5) / 2
+        qh, qw = nh + (t - 1) / t_next * (nh - ph), nw + (t - 1) / t_next * (nw - pw)
+        ph, pw, t = nh, nw, t_next
+    return v - _adjoint_differences(ph, pw), (ph, pw)
+
+
 def spherical_distance(a: Tensor, b: Tensor) -> Tensor:
     """Squared great-circle distance between embeddings, 2*arcsin(|a-b|/2)^2 on unit vectors.
 

@@ -244,17 +244,49 @@ class GuidedSamplingMixin:
         return objective, content01, guidance_models
 
     # --------------------------------------------------------------------- guidance pieces
+    def _unet(self, latent_model_input, t, prompt_embeds, timestep_cond, added_cond_kwargs):
+        return self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds,
+                         timestep_cond=timestep_cond, cross_attention_kwargs=self.cross_attention_kwargs,
+                         added_cond_kwargs=added_cond_kwargs, return_dict=False)[0]
+
     def _model_output(self, latents, t, prompt_embeds, timestep_cond, added_cond_kwargs):
         """The (classifier-free guided) UNet output at `latents`, exactly as diffusers computes it."""
         latent_model_input = torch.cat([latents] * 2) if self.do_classifier_free_guidance else latents
         latent_model_input = self.scheduler.scale_model_input(latent_model_input, t)
-        noise_pred = self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds,
-                               timestep_cond=timestep_cond, cross_attention_kwargs=self.cross_attention_kwargs,
-                               added_cond_kwargs=added_cond_kwargs, return_dict=False)[0]
+        noise_pred = self._unet(latent_model_input, t, prompt_embeds, timestep_cond, added_cond_kwargs)
         if self.do_classifier_free_guidance:
             noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
             noise_pred = noise_pred_uncond + self.guidance_scale * (noise_pred_text - noise_pred_uncond)
         return noise_pred
+
+    def _model_output_for_gradient(self, latents, t, prompt_embeds, timestep_cond, added_cond_kwargs):
+        """The classifier-free guided UNet output at `latents` (its value as `_model_output`'s), whose
+        gradient flows through the text-conditioned branch alone: `full` mode's backward pass.
+
+        Both branches are the same UNet at the same latents, differing only in the text, so the
+        conditional branch's Jacobian stands for both: d(u + s(c - u)) = dc + (s - 1)(dc - du) ~ dc.
+        The unconditional half then runs without a graph, and the backward pass (about twice a
+        forward) covers one image instead of the doubled batch: ~2 UNet passes per guided step
+        instead of ~3. (diffusers' community CLIP-guided pipeline saves the same way, by taking the
+        gradient of the conditional prediction alone.)"""
+        if not self.do_classifier_free_guidance:
+            return self._model_output(latents, t, prompt_embeds, timestep_cond, added_cond_kwargs)
+        doubled = 2 * latents.shape[0]
+
+        def halves(value):
+            return value.chunk(2) if isinstance(value, torch.Tensor) and value.shape[0] == doubled else (value, value)
+
+        embeds_uncond, embeds_text = halves(prompt_embeds)
+        cond_uncond, cond_text = halves(timestep_cond)
+        added = {k: halves(v) for k, v in (added_cond_kwargs or {}).items()}
+        added_uncond = {k: v[0] for k, v in added.items()} if added_cond_kwargs is not None else None
+        added_text = {k: v[1] for k, v in added.items()} if added_cond_kwargs is not None else None
+        model_input = self.scheduler.scale_model_input(latents, t)
+        with torch.no_grad():
+            uncond = self._unet(model_input.detach(), t, embeds_uncond, cond_uncond, added_uncond)
+        text = self._unet(model_input, t, embeds_text, cond_text, added_text)
+        value = uncond + self.guidance_scale * (text.detach() - uncond)
+        return value + (text - text.detach())
 
     def _unscale_latents(self, latents: torch.Tensor) -> torch.Tensor:
         """Pipeline latents -> what `vae.decode` takes (the VAE's `latents_mean`/`latents_std` where set)."""
@@ -294,7 +326,7 @@ class GuidedSamplingMixin:
         with torch.enable_grad():
             if guidance.mode == "full":
                 x = latents.detach().requires_grad_(True)
-                out = self._model_output(x, t, *model_args)
+                out = self._model_output_for_gradient(x, t, *model_args)
                 noise_pred = out.detach()
                 x0 = predict_x0(out, x, grid, level, prediction_type)
                 wrt = x

@@ -86,6 +86,34 @@ def test_guidance_decode_comes_out_at_loss_size(pipe, models, mode):
     assert full.shape[-2:] == (64, 96)  # never upsampled above the image's own size
 
 
+def test_full_mode_gradient_goes_through_the_text_branch_only(pipe):
+    """Full mode's UNet output has the classifier-free value diffusers computes, and its gradient is
+    the text-conditioned branch's alone, with the unconditional half run without a graph."""
+    pipe._guidance_scale = 7.5
+    embeds = torch.randn(2, 77, pipe.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(0))
+    latents = torch.randn(1, 4, 8, 12, generator=torch.Generator().manual_seed(1))
+    pipe.scheduler.set_timesteps(4)
+    t = pipe.scheduler.timesteps[1]
+    with torch.no_grad():
+        expected = pipe._model_output(latents, t, embeds, None, None)
+    batches = []
+    hook = pipe.unet.register_forward_pre_hook(
+        lambda module, args: batches.append((args[0].shape[0], torch.is_grad_enabled())))
+    try:
+        x = latents.clone().requires_grad_(True)
+        out = pipe._model_output_for_gradient(x, t, embeds, None, None)
+    finally:
+        hook.remove()
+    assert batches == [(1, False), (1, True)]
+    assert (out.detach() - expected).abs().max() <= 1e-5
+    direction = torch.randn(out.shape, generator=torch.Generator().manual_seed(2))
+    (grad,) = torch.autograd.grad((out * direction).sum(), x)
+    y = latents.clone().requires_grad_(True)
+    text = pipe._unet(pipe.scheduler.scale_model_input(y, t), t, embeds[1:], None, None)
+    (text_grad,) = torch.autograd.grad((text * direction).sum(), y)
+    assert torch.allclose(grad, text_grad, atol=1e-6) and grad.abs().sum() > 0
+
+
 def test_full_mode_lowers_clip_text_at_reduced_decode(pipe, models):
     unguided = run(pipe, models, loss_size=48).final_losses  # final losses measured at the same size
     out = run(pipe, models, clip_text=1.0, mode="full", loss_size=48)

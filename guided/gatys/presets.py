@@ -12,11 +12,14 @@ from guided.constants import MAX_SIDE
 from guided.errors import GuidedError
 from guided.validate import number
 
-OPTIMIZERS = ("adam", "lbfgs")
+OPTIMIZERS = ("adam", "lbfgs", "prox")
 # Step size and schedule an optimizer gets when a run switches to it from its preset's optimizer:
-# Adam the chapter's lr 0.3 with StepLR(50, 0.8); L-BFGS full quasi-Newton steps, no schedule.
+# Adam the chapter's lr 0.3 with StepLR(50, 0.8); L-BFGS full quasi-Newton steps, no schedule;
+# proximal gradient (guided.gatys.prox) a first step of RMS 0.01 on the normalised image (its
+# backtracking then finds the step size, so this only sets where the search starts).
 OPTIMIZER_DEFAULTS: dict[str, dict] = {"adam": {"lr": 0.3, "lr_step": 50, "lr_gamma": 0.8},
-                                       "lbfgs": {"lr": 1.0, "lr_step": 0}}
+                                       "lbfgs": {"lr": 1.0, "lr_step": 0},
+                                       "prox": {"lr": 0.01, "lr_step": 0}}
 INITS = ("content", "noise", "style-stats")
 
 

@@ -34,6 +34,7 @@ from guided.io.images import describe_source
 from guided.losses import blended_gram_targets, content_loss, gram_loss, tv_loss
 from guided.models.vgg import BackboneInfo, VGGFeatures, min_side, resolve_backbone
 from guided.models.vgg import imagenet_denormalize as denormalize
+from guided.models.vgg import imagenet_normalize as normalize
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +213,40 @@ def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) ->
     return x.detach() if run.stop_reason is None else run.last_good
 
 
+def _optimize_prox(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) -> Tensor:
+    """`_optimize` for `optimizer="prox"`: proximal gradient (`guided.gatys.prox`); `lr` is the RMS
+    move of its first gradient step on the smooth terms, in normalised units."""
+    from guided.gatys.prox import ProxGradient
+
+    first, size = len(run.history), list(x.shape[-2:])
+
+    def evaluate(z: Tensor):
+        losses = run.objective(z, run.autocast)
+        run.evaluations += 1
+        return losses["content"] + losses["style"], {k: float(v.detach()) for k, v in losses.items()}
+
+    try:
+        zero, one = torch.zeros(1, 3, 1, 1, device=x.device), torch.ones(1, 3, 1, 1, device=x.device)
+        opt = ProxGradient(x.detach().float().contiguous(), evaluate, run.objective.weights[2], p.lr,
+                           bounds=(normalize(zero), normalize(one)))
+    except FloatingPointError as err:
+        run.stop_reason = f"{err} at iteration {len(run.history)}"
+        return x.detach()
+    for _ in range(steps):
+        run.history.append({"iteration": len(run.history), **opt.point.values, "size": size})
+        if not opt.step():
+            run.notes.append(f"proximal gradient found no descent at iteration {len(run.history) - 1} at "
+                             f"{size[0]}x{size[1]}: stopped this scale (the objective is at a minimum for it)")
+            logger.info(run.notes[-1])
+            break
+        run.history[-1]["evaluations"] = run.evaluations
+        bar.update(1)
+        bar.set_postfix(loss=f"{run.history[-1]['total']:.4g}", refresh=False)
+        on_step(len(run.history), opt.point.x.detach())
+    _check_progress(run, first, size)
+    return opt.point.x.detach()
+
+
 def _check_progress(run: _Run, first: int, size: list[int]) -> None:
     """A scale whose objective did not fall is said so, in the result and on the console."""
     totals = [h["total"] for h in run.history[first:]]
@@ -361,7 +396,7 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
                                   generator).to(accelerator.device)
             else:
                 x = nn.functional.interpolate(x, size=hw, mode="bilinear", align_corners=False)
-            x = _optimize(run, x, p, n, bar, on_step)
+            x = (_optimize_prox if p.optimizer == "prox" else _optimize)(run, x, p, n, bar, on_step)
             if run.stop_reason is not None:
                 break
     seconds = time.perf_counter() - start

@@ -296,10 +296,13 @@ class GuidedObjective:
         return total.detach(), floats, notes
 
     def _cached_scales_apply(self, x: Tensor, active: list[str]) -> bool:
-        """Whether this step may reuse the last measured per-term RMS (see `GuidanceConfig.norm_every`)."""
+        """Whether this step may reuse the last measured per-term RMS (see `GuidanceConfig.norm_every`).
+
+        Only with several active terms: one term's exact scale costs no more than a reused one (one
+        backward either way), and keeps its step exactly the size its weight asks for."""
         self._guided_steps += 1
         every = self.config.norm_every
-        return (every > 1 and x.shape[0] == 1 and (self._guided_steps - 1) % every != 0
+        return (every > 1 and x.shape[0] == 1 and len(active) > 1 and (self._guided_steps - 1) % every != 0
                 and all(n in self._rms for n in active))
 
     def _gradient_from_cached_scales(self, x: Tensor, values: dict[str, Tensor],
