@@ -46,6 +46,11 @@ def configs() -> dict[str, dict | None]:
         for term in TERMS:
             out[f"{mode}:{term}"] = {**ZERO, term: getattr(d, term), "mode": mode}
         out[f"{mode}:all"] = {**{t: getattr(d, t) for t in TERMS}, "mode": mode}
+    # The default measures every term's gradient scale on every `norm_every`-th guided step only;
+    # this row measures it on every step (the exact, pre-cache cost).
+    out["fast:all:norm_every=1"] = {**out["fast:all"], "norm_every": 1}
+    # Full mode decodes through the tiny decoder where there is one; this row through the full VAE.
+    out["full:all:vae"] = {**out["full:all"], "fast_decoder": "vae"}
     return out
 
 

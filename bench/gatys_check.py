@@ -15,6 +15,7 @@ import argparse
 import json
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -25,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from guided.compare.metrics import gram_distance, gram_targets  # noqa: E402
 from guided.config import DEFAULT_GRAM_LAYERS  # noqa: E402
 from guided.gatys import stylize  # noqa: E402
+from guided.gatys.presets import get_preset  # noqa: E402
 from guided.io.images import load_image, pil_to_tensor  # noqa: E402
 from guided.models.vgg import VGGFeatures, resolve_backbone  # noqa: E402
 
@@ -58,6 +60,8 @@ def main() -> int:
     ap.add_argument("--photos", default=",".join(PHOTOS))
     ap.add_argument("--paintings", default=",".join(PAINTINGS))
     ap.add_argument("--max-ratio", type=float, default=0.5, help="style distance of the output / the photo's")
+    ap.add_argument("--content-layer", help="replace the presets' content layer (d2l's relu4_4 is VGG-19 only: "
+                                            "relu4_3 runs d2l and d2l-fast on the real VGG-16)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, required=True, help="markdown table; a .json beside it holds every row")
     args = ap.parse_args()
@@ -65,7 +69,10 @@ def main() -> int:
     net, info = resolve_backbone(args.backbone, seed=0)
     vgg = VGGFeatures(net, info.arch).eval()
     rows = []
-    for preset in args.presets.split(","):
+    for name in args.presets.split(","):
+        preset = get_preset(name)
+        if args.content_layer:
+            preset = replace(preset, content_layers=(args.content_layer,))
         for photo_name in args.photos.split(","):
             for painting_name in args.paintings.split(","):
                 for size in [int(s) for s in args.sizes.split(",")]:
@@ -83,7 +90,7 @@ def main() -> int:
                     scales = _scales(result.history)
                     falls = all(last < first for _, first, last in scales)
                     ratio = after / before
-                    row = {"preset": preset, "photo": photo_name, "painting": painting_name, "size": size,
+                    row = {"preset": name, "photo": photo_name, "painting": painting_name, "size": size,
                            "scales": scales, "objective_falls": falls, "style_ratio": ratio,
                            "stalled": result.stalled, "notes": result.notes, "seconds": round(seconds, 1),
                            "ok": falls and not result.stalled and ratio <= args.max_ratio}
@@ -94,7 +101,8 @@ def main() -> int:
 
 
 def _write(args, rows, backbone: str) -> None:
-    lines = [f"backbone: {backbone}; style ratio = Gram distance to the painting (relu1_1..relu5_1) of the "
+    layer = f" (content layer {args.content_layer})" if args.content_layer else ""
+    lines = [f"backbone: {backbone}{layer}; style ratio = Gram distance to the painting (relu1_1..relu5_1) of the "
              "output / of the photo, both at the output's size, the painting at the same long side; a row "
              "passes when every scale's objective falls, nothing stalled and the "
              f"ratio <= {args.max_ratio}", "",

@@ -44,7 +44,7 @@ def test_a_classic_job_on_the_tiny_random_vgg(tmp_path, stylizer):
         manifest = json.loads(PIL.Image.open(io.BytesIO(client.get(f"/api/v1/jobs/{job['id']}/image").content))
                               .text[METADATA_KEY])
         assert manifest["kind"] == "gatys" and manifest["random_backbone"] is True
-        # d2l-fast asks for bf16; the server keeps its own precision (Accelerate's state is process-wide)
+        # the server keeps its own precision, whatever a preset asks (Accelerate's state is process-wide)
         assert manifest["precision"] == stylizer.accelerator.mixed_precision == "no"
 
 

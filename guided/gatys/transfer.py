@@ -222,7 +222,6 @@ def _optimize_prox(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_ste
 
     def evaluate(z: Tensor):
         losses = run.objective(z, run.autocast)
-        run.evaluations += 1
         return losses["content"] + losses["style"], {k: float(v.detach()) for k, v in losses.items()}
 
     try:
@@ -239,10 +238,11 @@ def _optimize_prox(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_ste
                              f"{size[0]}x{size[1]}: stopped this scale (the objective is at a minimum for it)")
             logger.info(run.notes[-1])
             break
-        run.history[-1]["evaluations"] = run.evaluations
+        run.history[-1]["evaluations"] = run.evaluations + opt.evaluations
         bar.update(1)
         bar.set_postfix(loss=f"{run.history[-1]['total']:.4g}", refresh=False)
         on_step(len(run.history), opt.point.x.detach())
+    run.evaluations += opt.evaluations
     _check_progress(run, first, size)
     return opt.point.x.detach()
 

@@ -46,7 +46,7 @@ def load_guidance_models(config: GuidanceConfig | None = None, *, clip: str | tu
     clip_model = load_clip(name, tag)
     net, vgg_info = resolve_backbone(vgg)
     decoder, decoder_info = None, "none (full VAE at reduced resolution)"
-    wants_tiny = config.mode == "fast" and config.fast_decoder in ("auto", "tiny") and tiny_decoder
+    wants_tiny = config.fast_decoder in ("auto", "tiny") and tiny_decoder
     if wants_tiny:
         try:
             decoder = load_tiny_decoder(tiny_decoder)
@@ -54,7 +54,7 @@ def load_guidance_models(config: GuidanceConfig | None = None, *, clip: str | tu
         except WeightsNotFoundError as exc:
             if config.fast_decoder == "tiny":
                 raise
-            logger.info("%s. Fast guidance decodes with the full VAE at reduced resolution instead.", exc)
+            logger.info("%s. Guidance decodes with the full VAE at reduced resolution instead.", exc)
     info = {"clip": getattr(clip_model, "info", {"name": name, "pretrained": tag}),
             "vgg": vgg_info.describe(), "tiny_decoder": decoder_info}
     return GuidanceModels(clip=clip_model, vgg=VGGFeatures(net, vgg_info.arch), tiny_decoder=decoder, info=info)

@@ -131,7 +131,7 @@ class Runner:
         options = dict(record.options)
         stylizer = self.stylizer()
         # The server's device and precision, as compare does: Accelerate's state is process-wide, and a
-        # preset's own precision (d2l-fast: bf16) would otherwise change it under the Stylizer's feet.
+        # preset's own precision (a user preset may ask for bf16) would otherwise change it under the Stylizer's feet.
         options.update(device=str(stylizer.accelerator.device), mixed_precision=stylizer.accelerator.mixed_precision)
         backbone = None
         if self.models == "tiny":  # the tiny stylizer's random VGG: no download, nothing loaded twice
