@@ -130,8 +130,9 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2))
     print(f"\nclip: {args.photo}, {args.frames} frames; 'vs plain': vs {args.net.name} per frame (--temporal 0)")
-    print("| network | blend | --temporal | warping error | vs plain | style distance | vs plain |")
-    print("|---|---|---|---|---|---|---|")
+    if rows:
+        print("| network | blend | --temporal | warping error | vs plain | style distance | vs plain |")
+        print("|---|---|---|---|---|---|---|")
     for row in rows:
         ref = rows[0]  # the --net network, plain per-frame: what every row is compared with, as the issue asks
         print(f"| {row['net']} | {row['blend']} | {row['temporal']:g} | {row['warping_error']:.5f} | "
