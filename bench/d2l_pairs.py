@@ -46,8 +46,7 @@ PAINTINGS = ["autumn-oak.jpg", "mosaic.jpg", "generated:painting"]
 TUNE = [("rainier.jpg", "autumn-oak.jpg"), ("photos/chelsea.png", "mosaic.jpg"),
         ("photos/coffee.png", "autumn-oak.jpg"), ("generated:photo", "mosaic.jpg")]
 CHECK = [("amber.jpg", "mosaic.jpg"), ("photos/astronaut.png", "autumn-oak.jpg"),
-         ("photos/rocket.jpg", "mosaic.jpg"), ("photos/chelsea.png", "autumn-oak.jpg"),
-         ("rainier.jpg", "generated:painting"), ("generated:photo", "autumn-oak.jpg")]
+         ("photos/rocket.jpg", "mosaic.jpg"), ("rainier.jpg", "generated:painting")]
 
 
 def image(name: str):
@@ -120,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                          "iteration costs the same: one forward and backward pass); 0: the cached time")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--only", help="comma-separated indices into the chosen pairs (to split the work)")
     ap.add_argument("--references-only", action="store_true", help="compute and cache the chapter's runs, nothing else")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         preset = get_preset(args.preset)
     pairs = {"tune": TUNE, "check": CHECK, "all": TUNE + CHECK}[args.pairs]
+    if args.only:
+        pairs = [pairs[int(i)] for i in args.only.split(",")]
     cache = json.loads(args.cache.read_text()) if args.cache.is_file() else {}
     vgg, _ = resolve_backbone("vgg19-random", seed=0)
     rows = []

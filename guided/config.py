@@ -93,7 +93,7 @@ class GuidanceConfig:
     cutout_augment: bool = True  # flips and noise on the cutouts: CLIP gradients become less adversarial
     mode: str = "fast"  # no UNet backward: the cost target of the project (full backprop costs several ×)
     # The guidance losses' decoder, in both modes (the name is from when only `fast` used it):
-    # AutoencoderTiny where its weights are present, else the VAE at low resolution; "vae" forces
+    # AutoencoderTiny where its weights are present, else the VAE at low resolution; "vae-lowres" forces
     # the VAE (full mode's decode through it costs ~12x the tiny decoder's on a CPU, bench/README.md).
     fast_decoder: str = "auto"
     # CLIP's input size and VGG's training scale; VGG cost grows with its pixels. The guidance

@@ -144,7 +144,7 @@ def test_same_seed_same_image_other_seed_other_image(content, style, tiny):
     assert a.tobytes() != c.tobytes()
 
 
-@pytest.mark.parametrize("optimizer", ["adam", "lbfgs"])
+@pytest.mark.parametrize("optimizer", ["adam", "lbfgs", "prox"])
 def test_loss_goes_down(content, style, tiny, optimizer):
     r = stylize(content, style, preset="d2l", backbone=tiny, size=40, iterations=15, optimizer=optimizer,
                 init="noise", progress=False)
