@@ -235,7 +235,7 @@ def _optimize_prox(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_ste
         run.history.append({"iteration": len(run.history), **opt.point.values, "size": size})
         if not opt.step():
             run.notes.append(f"proximal gradient found no descent at iteration {len(run.history) - 1} at "
-                             f"{size[0]}x{size[1]}: stopped this scale (the objective is at a minimum for it)")
+                             f"{size[0]}x{size[1]}: no step size lowered the objective, this scale stopped")
             logger.info(run.notes[-1])
             break
         run.history[-1]["evaluations"] = run.evaluations + opt.evaluations
