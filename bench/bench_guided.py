@@ -51,6 +51,10 @@ def configs() -> dict[str, dict | None]:
     out["fast:all:norm_every=1"] = {**out["fast:all"], "norm_every": 1}
     # Full mode decodes through the tiny decoder where there is one; this row through the full VAE.
     out["full:all:vae"] = {**out["full:all"], "fast_decoder": "vae-lowres"}
+    # `mixed_precision="auto"` runs the decoder and VGG in bf16 where the device has native bf16;
+    # these rows keep every guided step in float32 (what "auto" gives on other machines).
+    out["fast:all:fp32"] = {**out["fast:all"], "mixed_precision": "no"}
+    out["full:all:fp32"] = {**out["full:all"], "mixed_precision": "no"}
     return out
 
 

@@ -11,6 +11,13 @@ with the exact run's.
 
     .venv/bin/python bench/guidance_drift.py --every 2,4,8 --steps 20
     .venv/bin/python bench/guidance_drift.py --models bench --steps 10 --size 256   # real architectures
+
+`--precision` compares instead the guided steps in bf16 (`mixed_precision="bf16"`: decoder and
+VGG under autocast) with float32 ones (`"no"`): final losses and pixels. `--vgg FILE` puts a real
+VGG (torchvision-format weights) in place of the random one, since bf16 rounding depends on the
+weights:
+
+    .venv/bin/python bench/guidance_drift.py --precision --vgg ../shared/weights/vgg16-features-imagenet-ft.safetensors
 """
 from __future__ import annotations
 
@@ -34,6 +41,34 @@ PAIRS = [("rainier.jpg", "autumn-oak.jpg"), ("photos/chelsea.png", "mosaic.jpg")
          ("photos/coffee.png", "autumn-oak.jpg"), ("photos/astronaut.png", "mosaic.jpg"),
          ("generated:photo", "generated:painting")]
 PROMPT = "an oil painting in the style of the reference"
+
+
+def with_vgg(guidance_models, path: str | None):
+    """`guidance_models` with the VGG from `path` (torchvision-format weights) in place of its own."""
+    if not path:
+        return guidance_models
+    from guided.guidance.objective import GuidanceModels
+    from guided.models.vgg import VGGFeatures, resolve_backbone
+
+    net, info = resolve_backbone(path)
+    return GuidanceModels(clip=guidance_models.clip, vgg=VGGFeatures(net, info.arch),
+                          tiny_decoder=guidance_models.tiny_decoder, info={"vgg": info.describe()})
+
+
+def precision_rows(pipe, guidance_models, pairs, size: int, steps: int) -> None:
+    """bf16 guided steps against float32 ones, per pair: final losses and pixels."""
+    print("| pair | largest final-loss difference, bf16 vs float32 | mean abs pixel difference (0-1) |")
+    print("|---|---|---|")
+    for content, style in pairs:
+        photo = image(content).resize((size, size))
+        painting = image(style).resize((size, size))
+        exact = call(pipe, guidance_models, photo, painting, steps, mixed_precision="no")
+        got = call(pipe, guidance_models, photo, painting, steps, mixed_precision="bf16")
+        worst = max(exact.final_losses, key=lambda n: abs(got.final_losses[n] - exact.final_losses[n])
+                    / max(abs(exact.final_losses[n]), 1e-12))
+        rel = (got.final_losses[worst] - exact.final_losses[worst]) / max(abs(exact.final_losses[worst]), 1e-12)
+        pixels = float(abs(got.images - exact.images).mean())
+        print(f"| {content} + {style} | {worst} {100 * rel:+.2f}% | {pixels:.4f} |", flush=True)
 
 
 def pipeline(models: str):
@@ -96,9 +131,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--size", type=int, default=96)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pairs", type=int, default=len(PAIRS), help="the first N pairs only")
+    ap.add_argument("--precision", action="store_true", help="bf16 guided steps against float32 ones")
+    ap.add_argument("--vgg", help="torchvision-format VGG weights in place of the random VGG")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     pipe, guidance_models = pipeline(args.models)
+    guidance_models = with_vgg(guidance_models, args.vgg)
+    if args.precision:
+        print(f"{args.models} models, VGG {args.vgg or 'random'}, {args.size} px, {args.steps} steps at "
+              f"strength 0.8, default weights (all terms)\n")
+        precision_rows(pipe, guidance_models, PAIRS[: args.pairs], args.size, args.steps)
+        return 0
     everies = [int(v) for v in args.every.split(",")]
     print(f"{args.models} models, {args.size} px, {args.steps} steps at strength 0.8, default weights (all terms)\n")
     print("| pair | N | min cosine | median cosine | norm ratio range | final losses vs N=1 (largest difference) |")

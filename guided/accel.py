@@ -6,6 +6,8 @@ fp32 and bf16 runs.
 """
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from guided.constants import MIXED_PRECISION
@@ -45,3 +47,34 @@ def make_accelerator(device: str | torch.device | None = None, mixed_precision: 
 def autocast_dtype(mixed_precision: str) -> torch.dtype:
     """The compute dtype of a mixed-precision setting."""
     return {"no": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[mixed_precision]
+
+
+def native_bf16(device: str | torch.device) -> bool:
+    """Whether `device` computes bf16 in hardware (a CPU with AVX-512 BF16 or AMX; a CUDA GPU that
+    supports it): there bf16 convolutions are fast, elsewhere they take slow emulated paths."""
+    kind = torch.device(device).type
+    if kind == "cpu":
+        cpu = torch.cpu
+        return bool(getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
+                    or getattr(cpu, "_is_amx_tile_supported", lambda: False)())
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return False
+
+
+def resolve_mixed_precision(setting: str, device: str | torch.device) -> str:
+    """'auto' -> 'bf16' where `device` has native bf16, else 'no'; other settings validated as they are."""
+    if setting == "auto":
+        return "bf16" if native_bf16(device) else "no"
+    return check_mixed_precision(setting, device)
+
+
+def autocast_for(module: torch.nn.Module | None, mixed_precision: str, device: str | torch.device):
+    """Autocast at `mixed_precision` ('no', 'bf16', 'fp16': already resolved) for a float32 `module`;
+    a module already held in a lower precision runs as it is."""
+    if module is None or mixed_precision == "no":
+        return contextlib.nullcontext()
+    param = next(module.parameters(), None)
+    if param is not None and param.dtype != torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=autocast_dtype(mixed_precision))

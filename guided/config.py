@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from guided.constants import FAST_DECODERS, MODES
+from guided.constants import FAST_DECODERS, MIXED_PRECISION, MODES
 from guided.constants import GUIDANCE_TERMS as TERMS
 from guided.errors import GuidedError
 
@@ -99,6 +99,13 @@ class GuidanceConfig:
     # CLIP's input size and VGG's training scale; VGG cost grows with its pixels. The guidance
     # decode (full VAE, both modes) also comes out at this size: its cost grows with its pixels too.
     loss_size: int = 224
+    # Autocast precision of the guidance decoder (tiny decoder or low-resolution VAE) and of VGG in
+    # each guided step; CLIP, Gram matrices, losses and the reported final losses stay float32.
+    # "auto": bf16 where the device computes it in hardware (AVX-512 BF16/AMX CPUs, recent GPUs),
+    # else float32. On such a CPU bf16 made the tiny decoder's forward + input gradient 3.3x and
+    # VGG's 1.8x faster; CLIP in bf16 was 4x slower there, hence float32 (bench/README.md,
+    # "Guidance cost"). "no" computes every guided step in the models' own precision.
+    mixed_precision: str = "auto"
     gram_layers: tuple[str, ...] = DEFAULT_GRAM_LAYERS  # see DEFAULT_GRAM_LAYERS
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS  # see DEFAULT_CONTENT_LAYERS
     # Cutout randomness. None: taken from the pipeline's `generator` (so the one seed of a run also
@@ -131,6 +138,9 @@ class GuidanceConfig:
             raise GuidedError(f"`mode` must be one of {', '.join(MODES)}, got {self.mode!r}")
         if self.fast_decoder not in FAST_DECODERS:
             raise GuidedError(f"`fast_decoder` must be one of {', '.join(FAST_DECODERS)}, got {self.fast_decoder!r}")
+        if self.mixed_precision not in ("auto", *MIXED_PRECISION):
+            raise GuidedError(f"`mixed_precision` must be one of auto, {', '.join(MIXED_PRECISION)}, "
+                              f"got {self.mixed_precision!r}")
         if isinstance(self.cutouts, bool) or not isinstance(self.cutouts, int) or self.cutouts < 0:
             raise GuidedError(f"`cutouts` must be an integer >= 0, got {self.cutouts!r}")
         if isinstance(self.loss_size, bool) or not isinstance(self.loss_size, int) or not 32 <= self.loss_size <= 4096:

@@ -45,6 +45,7 @@ from diffusers.schedulers import (
 )
 from diffusers.utils import BaseOutput
 
+from guided.accel import autocast_for, resolve_mixed_precision
 from guided.config import GuidanceConfig
 from guided.errors import NonFiniteError
 
@@ -328,14 +329,17 @@ class GuidedSamplingMixin:
         the image comes out at `loss_size`: the losses are computed at that size anyway, and the
         decoder's cost (forward and backward) grows with its pixels."""
         tiny = getattr(models, "tiny_decoder", None)
+        precision = resolve_mixed_precision(guidance.mixed_precision, x0.device)
         if tiny is not None and guidance.fast_decoder in ("auto", "tiny"):
-            image = tiny.decode(x0.to(tiny.dtype)).sample
+            with autocast_for(tiny, precision, x0.device):
+                image = tiny.decode(x0.to(tiny.dtype)).sample
         else:
             z = x0
             factor = min(1.0, guidance.loss_size / (max(z.shape[-2:]) * self.vae_scale_factor))
             if factor < 1.0:
                 z = F.interpolate(z, scale_factor=factor, mode="bilinear", align_corners=False)
-            image = self.vae.decode(self._unscale_latents(z.to(self.vae.dtype)), return_dict=False)[0]
+            with autocast_for(self.vae, precision, x0.device):
+                image = self.vae.decode(self._unscale_latents(z.to(self.vae.dtype)), return_dict=False)[0]
         return (image.float() / 2 + 0.5).clamp(0, 1)
 
     def _guidance_direction(self, latents, t, noise_pred, grid, level, objective, guidance, models, step,

@@ -24,6 +24,7 @@ def test_defaults_are_valid_and_round_trip_through_json():
     ({"tv": "0.1"}, "tv", "'0.1'"),
     ({"mode": "slow"}, "mode", "'slow'"),
     ({"fast_decoder": "vae"}, "fast_decoder", "'vae'"),
+    ({"mixed_precision": "fp8"}, "mixed_precision", "'fp8'"),
     ({"cutouts": -2}, "cutouts", "-2"),
     ({"cutouts": 1.5}, "cutouts", "1.5"),
     ({"loss_size": 8}, "loss_size", "8"),

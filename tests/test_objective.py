@@ -24,8 +24,10 @@ def models() -> GuidanceModels:
 
 
 def _config(**changes) -> GuidanceConfig:
-    # Small loss size: the tiny models are fast; no cutouts, so formulas are deterministic.
-    return GuidanceConfig(**{"loss_size": 64, "cutouts": 0, "cutout_augment": False, **changes})
+    # Small loss size: the tiny models are fast; no cutouts, so formulas are deterministic; float32
+    # guided steps on every machine, so gradients match their formulas exactly (bf16: tests below).
+    return GuidanceConfig(**{"loss_size": 64, "cutouts": 0, "cutout_augment": False, "mixed_precision": "no",
+                             **changes})
 
 
 def _objective(models, config=None, **kw) -> GuidedObjective:
@@ -266,3 +268,53 @@ def test_cached_term_scales_give_the_measured_step_exactly_and_one_backward_betw
 def test_norm_every_must_be_a_positive_integer():
     with pytest.raises(GuidedError, match="`norm_every` must be an integer >= 1, got 0"):
         GuidanceConfig(norm_every=0)
+
+
+# ------------------------------------------------------------------ guided-step precision
+def test_auto_precision_is_bf16_only_where_the_device_computes_it(monkeypatch):
+    import guided.accel as accel
+
+    monkeypatch.setattr(accel, "native_bf16", lambda device: True)
+    assert accel.resolve_mixed_precision("auto", "cpu") == "bf16"
+    monkeypatch.setattr(accel, "native_bf16", lambda device: False)
+    assert accel.resolve_mixed_precision("auto", "cpu") == "no"
+    assert accel.resolve_mixed_precision("bf16", "cpu") == "bf16"
+    with pytest.raises(GuidedError, match="'fp16' needs a GPU"):
+        accel.resolve_mixed_precision("fp16", "cpu")
+
+
+def test_bf16_guided_step_runs_vgg_in_bf16_and_keeps_the_direction(models, monkeypatch):
+    """mixed_precision='bf16' autocasts the VGG pass of a guided step (not the targets, not the
+    reported losses); the gradient it gives points where the float32 one does."""
+    terms = {**OFF, "gram": 1.0, "content": 0.5, "clip_text": 1.0}
+    seen = []
+    vgg_forward = type(models.vgg).forward
+    monkeypatch.setattr(type(models.vgg), "forward",
+                        lambda self, x, layers: seen.append(x.dtype) or vgg_forward(self, x, layers))
+    fp32 = _objective(models, _config(**terms, mixed_precision="no"))
+    bf16 = _objective(models, _config(**terms, mixed_precision="bf16"))
+    seen.clear()
+    x = _smooth(4)
+    g32, v32, _ = fp32.image_gradient(x, step=0, num_steps=4)
+    assert seen and torch.bfloat16 not in seen
+    seen.clear()
+    g16, v16, _ = bf16.image_gradient(x, step=0, num_steps=4)
+    assert seen  # autocast runs the convolutions in bf16; the module sees what it is given
+    assert g16.dtype == torch.float32 and torch.isfinite(g16).all()
+    cos = torch.nn.functional.cosine_similarity(g16.flatten(), g32.flatten(), dim=0)
+    assert cos > 0.99, float(cos)
+    assert v16["gram"] == pytest.approx(v32["gram"], rel=0.05)
+    assert bf16.final_losses(x) == fp32.final_losses(x)  # scores stay float32 whatever the setting
+
+
+def test_bf16_autocast_reaches_the_convolutions(models):
+    from guided.accel import autocast_for
+
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with autocast_for(conv, "bf16", "cpu"):
+        assert conv(torch.rand(1, 3, 8, 8)).dtype == torch.bfloat16
+    with autocast_for(conv, "no", "cpu"):
+        assert conv(torch.rand(1, 3, 8, 8)).dtype == torch.float32
+    half = torch.nn.Conv2d(3, 4, 3).to(torch.bfloat16)  # a module already held in bf16 runs as it is
+    with autocast_for(half, "bf16", "cpu"):
+        assert not torch.is_autocast_enabled("cpu")

@@ -143,6 +143,26 @@ def test_tiny_decoder_fast_path_runs(pipe):
     assert np.isfinite(out.images).all() and all(h["guided"] for h in out.loss_history)
 
 
+def test_bf16_guided_steps_decode_in_bf16_and_agree_with_fp32(pipe, monkeypatch):
+    """mixed_precision='bf16': the guidance decoder runs under bf16 autocast (its convolutions give
+    bf16), the rest of the step in float32; the image agrees with float32 guided steps."""
+    models = tiny_guidance_models(0, decoder=True)
+    dtypes = []
+    conv = next(m for m in models.tiny_decoder.decoder.modules() if isinstance(m, torch.nn.Conv2d))
+    handle = conv.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    try:
+        fp32 = run(pipe, models, steps=4, gram=1.0, tv=0.5, fast_decoder="tiny", mixed_precision="no")
+        assert dtypes and set(dtypes) == {torch.float32}
+        dtypes.clear()
+        bf16 = run(pipe, models, steps=4, gram=1.0, tv=0.5, fast_decoder="tiny", mixed_precision="bf16")
+        assert dtypes and set(dtypes) == {torch.bfloat16}
+    finally:
+        handle.remove()
+    assert np.isfinite(bf16.images).all() and all(h["guided"] for h in bf16.loss_history)
+    assert np.abs(bf16.images - fp32.images).mean() < 0.02  # the stated tolerance of the bf16 test above
+    assert bf16.final_losses["gram"] == pytest.approx(fp32.final_losses["gram"], rel=0.05)
+
+
 def test_final_losses_follow_targets_not_weights(pipe, models):
     text_only = run(pipe, models, style=False, steps=3)
     assert set(text_only.final_losses) == {"clip_text", "content", "tv"}

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from guided import validate
+from guided.accel import autocast_for, resolve_mixed_precision
 from guided.config import TERMS, GuidanceConfig
 from guided.errors import GuidedError
 from guided.losses import blended_gram_targets, content_loss, gram_loss, spherical_distance, tv_loss
@@ -161,10 +162,11 @@ class GuidedObjective:
                     return tensor.device
         return torch.device("cpu")
 
-    def _vgg(self, image: Tensor, layers: Iterable[str]) -> dict[str, Tensor]:
+    def _vgg(self, image: Tensor, layers: Iterable[str], mixed_precision: str = "no") -> dict[str, Tensor]:
         vgg = self.models.vgg
         dtype = next(vgg.parameters()).dtype
-        return vgg(image.to(dtype), list(dict.fromkeys(layers)))
+        with autocast_for(vgg, mixed_precision, image.device):
+            return vgg(image.to(dtype), list(dict.fromkeys(layers)))
 
     def _precompute(self, styles: list[Tensor]) -> None:
         device, size = self._device(), self.config.loss_size
@@ -196,7 +198,7 @@ class GuidedObjective:
 
     def terms(self, image01: Tensor, names: Iterable[str] | None = None, *,
               generator: torch.Generator | None = None, augment: bool | None = None,
-              content: Tensor | None = None) -> dict[str, Tensor]:
+              content: Tensor | None = None, mixed_precision: str = "no") -> dict[str, Tensor]:
         """Unweighted float32 value of each named term (default: all available), differentiable.
 
         One CLIP pass serves both CLIP terms and one VGG pass serves `gram` and `content`.
@@ -204,6 +206,8 @@ class GuidedObjective:
         `content`: one content image per image of the batch, same shape as `image01`, instead of the
         objective's own content image (a feed-forward network trains on a different photo per sample);
         then `content` is available even when the objective was built without a content image.
+        `mixed_precision` ('no', 'bf16', 'fp16'): autocast of the VGG pass over `image01` (targets,
+        Gram matrices and losses stay float32).
         """
         names = list(self.available_terms if names is None else names)
         available = self.available_terms + (("content",) if content is not None and self.models.vgg is not None
@@ -229,7 +233,7 @@ class GuidedObjective:
             if {"gram", "content"} & set(names):
                 layers = ((cfg.gram_layers if "gram" in names else ())
                           + (cfg.content_layers if "content" in names else ()))
-                feats = self._vgg(view, layers)
+                feats = self._vgg(view, layers, mixed_precision)
                 if "gram" in names:
                     out["gram"] = torch.stack([gram_loss(feats[layer], self.gram_targets[layer].to(view.device))
                                                for layer in cfg.gram_layers]).mean()
@@ -264,9 +268,10 @@ class GuidedObjective:
         if not active:
             return total, {}, []
         notes: list[str] = []
+        precision = resolve_mixed_precision(self.config.mixed_precision, image01.device)
         with torch.enable_grad():
             x = image01.detach().float().requires_grad_(True)
-            values = self.terms(x, active)
+            values = self.terms(x, active, mixed_precision=precision)
             if self.config.normalize_gradients and self._cached_scales_apply(x, active):
                 return self._gradient_from_cached_scales(x, values, active)
             if self.config.normalize_gradients:
@@ -276,7 +281,7 @@ class GuidedObjective:
                 (g,) = torch.autograd.grad(loss, x, allow_unused=True)
                 grads = None if g is not None and not torch.isfinite(g).all() else {"all": g}
                 if grads is None:  # find the culprit on a fresh graph; a rare path
-                    values = self.terms(x, active)
+                    values = self.terms(x, active, mixed_precision=precision)
                     grads = self._per_term_grads(x, values, active)
         for name, g in grads.items():
             if g is None:
