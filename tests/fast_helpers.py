@@ -39,12 +39,12 @@ def tiny_models():
     return GuidanceModels(vgg=tiny_vgg(0))
 
 
-def saved_network(path: Path, width: str = "half", seed: int = 0) -> Path:
+def saved_network(path: Path, width: str = "half", seed: int = 0, input_noise: float = 0.0) -> Path:
     """An untrained network file with a small card (for apply, export and CLI tests)."""
     from guided.fast.checkpoint import save_network
     from guided.fast.network import TransformerNet
 
     torch.manual_seed(seed)
-    net = TransformerNet(width)
+    net = TransformerNet(width, input_noise=input_noise)
     return save_network(net, path, {"kind": "fast-network", "styles": [{"name": "test.png", "sha256": "0" * 64}],
                                     "iterations": 0, "note": "untrained test network"})

@@ -11,12 +11,14 @@ from guided.errors import GuidedError
 from guided.fast.checkpoint import load_network
 from guided.fast.export import export
 
-SIZES = ((36, 52), (45, 30))  # not the sizes export checks itself at; 45x30 is not a multiple of 4
+# Not the sizes export checks itself at; 45x30 is not a multiple of 4; 20x261 is wider than the
+# input-noise tile (256 px), so the tile repeats inside the exported graph.
+SIZES = ((36, 52), (45, 30), (20, 261))
 
 
-@pytest.fixture(scope="module")
-def network(tmp_path_factory):
-    path = saved_network(tmp_path_factory.mktemp("export") / "net.safetensors", seed=5)
+@pytest.fixture(scope="module", params=[0.0, 0.05], ids=["plain", "input-noise"])
+def network(tmp_path_factory, request):
+    path = saved_network(tmp_path_factory.mktemp("export") / "net.safetensors", seed=5, input_noise=request.param)
     return load_network(path)
 
 

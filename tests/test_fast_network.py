@@ -46,12 +46,42 @@ def test_card_round_trips_and_network_reloads(tmp_path):
     card = {"styles": [{"name": "mosaic.jpg", "sha256": "ab" * 32}], "prompt": "stained glass",
             "weights": {"gram": 4.0, "content": 1.0}, "final_losses": {"gram": 0.25}, "iterations": 12}
     path = save_network(net, tmp_path / "net.safetensors", card)
-    assert read_card(path) == {**card, "width": "full"}
+    assert read_card(path) == {**card, "width": "full", "input_noise": 0.0}
     loaded, loaded_card = load_network(path)
     x = torch.rand(1, 3, 20, 28)
     with torch.no_grad():
         assert torch.equal(loaded(x), net(x))
     assert loaded_card["prompt"] == "stained glass" and not any(p.requires_grad for p in loaded.parameters())
+
+
+def test_input_noise_is_a_fixed_pattern_that_lets_flat_regions_vary(tmp_path):
+    """With `input_noise` a flat input no longer gives a flat output (the reason for the option); the
+    pattern is fixed (same input, same output), repeats past its tile, survives the file, and adds
+    no tensors to it (a network trained without noise loads with it and vice versa)."""
+    torch.manual_seed(4)
+    plain = TransformerNet("half").eval()
+    noisy = TransformerNet("half", input_noise=0.05).eval()
+    noisy.load_state_dict(plain.state_dict())
+    flat = torch.full((1, 3, 160, 300), 0.5)
+
+    def spread(y):  # per-channel std away from the border (the receptive field's radius is ~57 px)
+        return float(y[..., 60:-60, 60:-60].std(dim=(-2, -1)).max())
+
+    with torch.no_grad():
+        assert spread(plain(flat)) < 1e-5  # a conv net paints a flat sky flat
+        out = noisy(flat)
+        assert spread(out) > 1e-3
+        assert torch.equal(out, noisy(flat))
+        assert torch.equal(noisy._noise_like(160, 300)[..., :256], noisy.noise[..., :160, :256])
+        assert torch.equal(noisy._noise_like(160, 300)[..., 256:], noisy.noise[..., :160, :44])
+    path = save_network(noisy, tmp_path / "noisy.safetensors", {"kind": "fast-network"})
+    assert read_card(path)["input_noise"] == 0.05
+    loaded, _ = load_network(path)
+    with torch.no_grad():
+        assert torch.equal(loaded(flat), out)
+    assert set(noisy.state_dict()) == set(plain.state_dict())
+    with pytest.raises(GuidedError, match="`input_noise` must be a number in \\[0, 1\\], got -0.1"):
+        TransformerNet("half", input_noise=-0.1)
 
 
 def test_bad_network_files_are_refused_with_one_line(tmp_path):

@@ -44,6 +44,18 @@ def test_training_lowers_the_objective(inputs, tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
 
 
+def test_a_network_trained_with_input_noise_carries_it(inputs, tmp_path):
+    """`input_noise` reaches the trained network and its card, so every later use adds the same pattern."""
+    photos, style = inputs
+    out = tmp_path / "net.safetensors"
+    result = train([style], photos, out, _config(iterations=4, input_noise=0.03), models=tiny_models(),
+                   progress=False)
+    assert result.net.input_noise == 0.03
+    assert read_card(out)["input_noise"] == 0.03 and read_card(out)["config"]["input_noise"] == 0.03
+    with pytest.raises(GuidedError, match="`input_noise` must be a number in \\[0, 1\\], got 2"):
+        _config(input_noise=2).validate()
+
+
 def test_resumed_run_equals_uninterrupted_run(inputs, tmp_path):
     photos, style = inputs
     whole = train([style], photos, tmp_path / "a" / "net.safetensors", _config(workers=1), models=tiny_models(),

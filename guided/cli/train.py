@@ -44,6 +44,10 @@ def add_parser(sub) -> None:
                                                   "(default: --image-size)")
     p.add_argument("--width", choices=list(WIDTHS), default=_D.width,
                    help=f"full = 32-64-128 channels, half = 16-32-64 (default {_D.width})")
+    p.add_argument("--input-noise", type=float, default=_D.input_noise, metavar="SIGMA",
+                   help="std of a fixed noise pattern added to the input (0-1 pixel range), in training and in "
+                        "every later use of the network: lets it paint texture on flat regions such as a "
+                        f"clear sky (default {_D.input_noise:g})")
     w = p.add_argument_group("term weights (0 turns a term off)")
     for name in TERM_OPTIONS:
         w.add_argument(f"--{name.replace('_', '-')}-weight", dest=name, type=float, default=getattr(_D, name),

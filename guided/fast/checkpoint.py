@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from guided.errors import GuidedError
+from guided.fast.config import check_input_noise
 from guided.fast.network import WIDTHS, TransformerNet
 
 logger = logging.getLogger(__name__)
@@ -85,7 +86,7 @@ def save_network(net: TransformerNet, path: str | Path, card: dict) -> Path:
     from guided.io.manifest import json_safe
 
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
-    card = {**card, "width": net.width}
+    card = {**card, "width": net.width, "input_noise": net.input_noise}
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "card": json.dumps(json_safe(card), ensure_ascii=False, allow_nan=False)}
     return write_bytes_atomic(path, save(state, metadata=metadata))
@@ -106,7 +107,9 @@ def load_network(path: str | Path) -> tuple[TransformerNet, dict]:
     width = card.get("width")
     if width not in WIDTHS:
         raise GuidedError(f"network file '{path}' names width {width!r}; known: {', '.join(WIDTHS)}")
-    net = TransformerNet(width)
+    # Files written before the option have none.
+    noise = check_input_noise(card.get("input_noise", 0.0), f"network file '{path}': its card's input_noise")
+    net = TransformerNet(width, input_noise=noise)
     try:
         net.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:

@@ -17,6 +17,13 @@ WIDTHS: dict[str, tuple[int, int, int]] = {"full": (32, 64, 128), "half": (16, 3
 TERM_OPTIONS = ("gram", "content", "tv", "clip_text", "clip_style")
 
 
+def check_input_noise(value: object, what: str = "`input_noise`") -> float:
+    """`value` as the std of a network's input noise, or a GuidedError naming `what` and the value."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise GuidedError(f"{what} must be a number in [0, 1], got {value!r}")
+    return float(value)
+
+
 @dataclass
 class TrainConfig:
     """Everything that shapes a training run; `guided train` reads its defaults from here."""
@@ -39,6 +46,9 @@ class TrainConfig:
     # "half" by default: 4x fewer parameters, 512x512 in 0.30 s on a quiet 2-core CPU where "full" takes
     # 0.95 s (the 0.4 s budget); Johnson found half width costs little quality (not re-measured here).
     width: str = "half"
+    # Standard deviation of the fixed noise pattern added to the input (pixel range 0-1), in training and
+    # in every use of the network (see guided.fast.network). 0 = Johnson's network.
+    input_noise: float = 0.0
     # Term weights, on terms divided by `term_scales` (O(1) at the start). Calibrated with the real
     # VGG-16 on several photos and two paintings (bench/README.md): style 4 vs content 1 gives a
     # real stylization, not a colour cast; TV 0.01 only removes speckle (< 1 % of the objective).
@@ -81,6 +91,7 @@ class TrainConfig:
             raise GuidedError(f"`epochs` must be a positive number, got {self.epochs!r}")
         if self.width not in WIDTHS:
             raise GuidedError(f"`width` must be one of {', '.join(WIDTHS)}, got {self.width!r}")
+        check_input_noise(self.input_noise)
         for name in (*TERM_OPTIONS, "lr", "temporal_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:

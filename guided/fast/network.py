@@ -10,7 +10,11 @@ Input and output are float32 NCHW RGB in [0, 1]. Deviations from the paper, each
 - nearest upsampling + convolution instead of fractionally strided convolution (Odena et al. 2016):
   transposed convolutions leave checkerboard artefacts;
 - a sigmoid on the output instead of Johnson's scaled tanh: the same shape, mapped straight to [0, 1];
-- padding to a multiple of 4 and cropping back inside `forward`, so exported graphs accept any size.
+- padding to a multiple of 4 and cropping back inside `forward`, so exported graphs accept any size;
+- optionally (`input_noise` > 0) a fixed noise pattern added to the input, as Ulyanov et al.'s texture
+  networks feed noise: a convolutional network maps a flat region (a clear sky) to a flat output,
+  whatever style it learnt, because every pixel there sees the same input. The pattern is a seeded
+  tile, repeated over the image: the same photo always gives the same output, in every export.
 """
 from __future__ import annotations
 
@@ -19,13 +23,16 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from guided.errors import GuidedError
-from guided.fast.config import WIDTHS
+from guided.fast.config import WIDTHS, check_input_noise
 
 #: The network downsamples twice by 2, so sizes are padded to a multiple of this.
 MULTIPLE = 4
 #: Smallest side accepted: the 1/4-scale feature map must be at least 2 px for reflection padding.
 MIN_SIDE = 8
 RESIDUAL_BLOCKS = 5
+#: Side of the input-noise tile (px) and its seed: the tile repeats every NOISE_TILE pixels.
+NOISE_TILE = 256
+NOISE_SEED = 0
 
 
 class ConvLayer(nn.Sequential):
@@ -66,11 +73,17 @@ class UpsampleConvNormRelu(nn.Module):
 class TransformerNet(nn.Module):
     """The feed-forward stylization network; `width` is "full" or "half" (see `WIDTHS`)."""
 
-    def __init__(self, width: str = "half"):
+    def __init__(self, width: str = "half", input_noise: float = 0.0):
         super().__init__()
         if width not in WIDTHS:
             raise GuidedError(f"`width` must be one of {', '.join(WIDTHS)}, got {width!r}")
         self.width = width
+        self.input_noise = check_input_noise(input_noise)
+        # Not saved with the weights: rebuilt from its seed, so a network file stays the same tensors
+        # with or without noise (and a checkpoint trained without it resumes with it).
+        generator = torch.Generator().manual_seed(NOISE_SEED)
+        self.register_buffer("noise", torch.randn(1, 3, NOISE_TILE, NOISE_TILE, generator=generator),
+                             persistent=False)
         self.multiple = MULTIPLE  # an attribute, not the global: TorchScript cannot read module globals
         c1, c2, c3 = WIDTHS[width]
         self.down = nn.Sequential(ConvNormRelu(3, c1, 9), ConvNormRelu(c1, c2, 3, 2), ConvNormRelu(c2, c3, 3, 2))
@@ -79,7 +92,7 @@ class TransformerNet(nn.Module):
         self.out = ConvLayer(c1, 3, 9)
 
     def extra_repr(self) -> str:
-        return f"width={self.width!r}"
+        return f"width={self.width!r}, input_noise={self.input_noise:g}"
 
     def forward(self, image: Tensor) -> Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 3, H, W) in [0, 1], for any H, W >= MIN_SIDE."""
@@ -89,8 +102,16 @@ class TransformerNet(nn.Module):
         """The features after the residual blocks: (B, c3, H'/4, W'/4), H' and W' padded to a multiple of 4."""
         h, w = image.shape[-2], image.shape[-1]
         m = self.multiple
+        if self.input_noise > 0:
+            image = image + self.input_noise * self._noise_like(h, w).to(image.dtype)
         x = F.pad(image, [0, (m - w % m) % m, 0, (m - h % m) % m], mode="reflect")
         return self.res(self.down(x))
+
+    def _noise_like(self, h: int, w: int) -> Tensor:
+        """The noise tile repeated to cover (h, w), cropped by a negative pad (see `decode`)."""
+        t = self.noise.shape[-1]
+        tiled = self.noise.repeat(1, 1, (h + t - 1) // t, (w + t - 1) // t)
+        return F.pad(tiled, [0, w - tiled.shape[-1], 0, h - tiled.shape[-2]])
 
     def decode(self, features: Tensor, h: int, w: int) -> Tensor:
         """`encode`'s features -> the (B, 3, h, w) image in [0, 1] (video blends features in between)."""

@@ -201,7 +201,7 @@ def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | N
     # 3. The network (seeded init), Adam; or everything from the checkpoint.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
-        net = TransformerNet(config.width)
+        net = TransformerNet(config.width, input_noise=config.input_noise)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
     step, history, elapsed = 0, [], 0.0
     if ckpt_in is not None:
@@ -367,7 +367,8 @@ def make_card(config: TrainConfig, total: int, history: list[dict], elapsed: flo
     options = {f.name: getattr(config, f.name) for f in fields(config)}
     return {"kind": "fast-network", "styles": styles, "prompt": prompt,
             "weights": {n: getattr(config, n) for n in TERM_OPTIONS}, "term_scales": scales,
-            "vgg": models.get("vgg"), "clip": models.get("clip"), "width": config.width, "iterations": total,
+            "vgg": models.get("vgg"), "clip": models.get("clip"), "width": config.width,
+            "input_noise": config.input_noise, "iterations": total,
             "image_size": config.image_size, "batch_size": config.batch_size, "processes": world,
             "final_losses": final, "final_losses_note": ("means of the last 20 steps: total is the weighted objective, "
                                                          "the others unweighted terms"),
