@@ -251,6 +251,7 @@ class GuidedSamplingMixin:
         from guided.guidance.objective import GuidedObjective
 
         content01 = (image.float() / 2 + 0.5).clamp(0, 1)
+        resolve_mixed_precision(guidance.mixed_precision, device)  # fp16 on a CPU: an error before any step
         if guidance_models is None:
             if self._guidance_models is None:
                 from guided.models.guidance import load_guidance_models

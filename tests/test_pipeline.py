@@ -220,6 +220,7 @@ def no_model_loading(monkeypatch):
     ({"num_inference_steps": 0}, "`num_inference_steps`"),
     ({"guidance": {"gram": -1.0}}, "`gram`"),
     ({"guidance": {"mode": "turbo"}}, "`mode`"),
+    ({"guidance": {"mixed_precision": "fp16"}}, "'fp16' needs a GPU"),  # the pipeline runs on the CPU here
 ])
 def test_bad_input_fails_before_models_load(components, no_model_loading, kwargs, message):
     pipe = GuidedStableDiffusionImg2ImgPipeline(**components)
