@@ -99,12 +99,13 @@ class GuidanceConfig:
     # CLIP's input size and VGG's training scale; VGG cost grows with its pixels. The guidance
     # decode (full VAE, both modes) also comes out at this size: its cost grows with its pixels too.
     loss_size: int = 224
-    # Autocast precision of the guidance decoder (tiny decoder or low-resolution VAE) and of VGG in
-    # each guided step; CLIP, Gram matrices, losses and the reported final losses stay float32.
-    # "auto": bf16 where the device computes it in hardware (AVX-512 BF16/AMX CPUs, recent GPUs),
-    # else float32. On such a CPU bf16 made the tiny decoder's forward + input gradient 3.3x and
-    # VGG's 1.8x faster; CLIP in bf16 was 4x slower there, hence float32 (bench/README.md,
-    # "Guidance cost"). "no" computes every guided step in the models' own precision.
+    # Autocast precision of the guidance decoder (tiny decoder or low-resolution VAE), of CLIP's
+    # vision tower and of VGG in each guided step; targets, embeddings, Gram matrices, losses and the
+    # reported final losses stay float32. "auto": bf16 where the device computes it in hardware
+    # (AVX-512 BF16/AMX CPUs, recent GPUs), else float32. On such a CPU bf16 made the tiny decoder's
+    # forward + input gradient 3.3x, VGG's 1.8x and CLIP's ~2x faster (CLIP's attention needs its
+    # inputs laid out for it, guided.models.attention), with directions within cosine 0.999 of
+    # float32 (bench/README.md, "Guidance cost"). "no" computes every guided step in the models' own precision.
     mixed_precision: str = "auto"
     gram_layers: tuple[str, ...] = DEFAULT_GRAM_LAYERS  # see DEFAULT_GRAM_LAYERS
     content_layers: tuple[str, ...] = DEFAULT_CONTENT_LAYERS  # see DEFAULT_CONTENT_LAYERS

@@ -73,6 +73,66 @@ def test_cutouts_are_image_major_and_reproducible(clip):
         clip.encode_image(torch.rand(3, 32, 32))
 
 
+def _ops(fn) -> set[str]:
+    from torch.profiler import profile
+
+    with profile() as prof:
+        fn()
+    return {e.key for e in prof.key_averages()}
+
+
+def test_packed_attention_computes_the_same_through_plain_matrix_products():
+    """A batch-first nn.MultiheadAttention under bf16 autocast on a CPU runs its in-projection as a
+    broadcast bmm that copies the weight per token (the cost behind CLIP's slow bf16 pass); packed,
+    the same values come from addmm, with the same state dict and the same float32 results."""
+    import copy
+
+    from guided.models.attention import pack_attention_inputs
+
+    torch.manual_seed(0)
+    plain = torch.nn.MultiheadAttention(32, 4, batch_first=True).requires_grad_(False)
+    packed = copy.deepcopy(plain)
+    assert pack_attention_inputs(packed) == 1 and pack_attention_inputs(packed) == 0  # idempotent
+    assert list(packed.state_dict()) == list(plain.state_dict())
+    x = torch.randn(2, 10, 32, requires_grad=True)
+
+    def step(module):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = module(x, x, x, need_weights=False)[0]
+        (g,) = torch.autograd.grad(y.float().square().sum(), x)
+        return y, g
+
+    assert "aten::bmm" in _ops(lambda: step(plain))
+    assert "aten::bmm" not in _ops(lambda: step(packed))
+    (y0, g0), (y1, g1) = step(plain), step(packed)
+    torch.testing.assert_close(y1.float(), y0.float(), atol=2e-2, rtol=2e-2)
+    torch.testing.assert_close(g1, g0, atol=5e-2, rtol=5e-2)
+    torch.testing.assert_close(packed(x, x, x)[0], plain(x, x, x)[0], atol=1e-6, rtol=1e-5)
+
+
+def test_bf16_image_embeddings_follow_the_float32_ones(clip):
+    """`mixed_precision='bf16'` autocasts the vision tower (its linear layers compute in bf16);
+    the embeddings come back unit-norm float32, close to the float32 ones, with a close gradient."""
+    seen = []
+    hook = clip.model.visual.transformer.resblocks[0].mlp.c_fc.register_forward_hook(
+        lambda module, args, out: seen.append(out.dtype))
+    image = torch.rand(1, 3, 48, 64, generator=torch.Generator().manual_seed(2))
+    out = {}
+    try:
+        for mp in ("no", "bf16"):
+            x = image.clone().requires_grad_(True)
+            emb = clip.encode_image(x, cutouts=2, generator=torch.Generator().manual_seed(0), mixed_precision=mp)
+            (g,) = torch.autograd.grad(emb[:, 0].sum(), x)
+            out[mp] = emb, g
+    finally:
+        hook.remove()
+    assert seen == [torch.float32, torch.bfloat16]
+    assert out["bf16"][0].dtype == torch.float32
+    torch.testing.assert_close(out["bf16"][0].norm(dim=-1), torch.ones(2))
+    assert torch.nn.functional.cosine_similarity(out["bf16"][0], out["no"][0]).min() > 0.99
+    assert torch.nn.functional.cosine_similarity(out["bf16"][1].flatten(), out["no"][1].flatten(), dim=0) > 0.98
+
+
 def test_random_clip_is_labelled_and_seeded():
     a, b = random_clip(dict(TINY_CLIP_CONFIG), seed=4), random_clip(dict(TINY_CLIP_CONFIG), seed=4)
     assert a.info["random"] is True and "seed 4" in a.info["source"]

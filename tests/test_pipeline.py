@@ -322,10 +322,10 @@ def test_the_seed_decides_the_clip_cutouts_too(pipe, models, monkeypatch):
     draws = []
     encode = type(models.clip).encode_image
 
-    def spy(self, image01, *, cutouts=0, augment=False, generator=None):
+    def spy(self, image01, *, cutouts=0, augment=False, generator=None, **kw):
         if cutouts and generator is not None:
             draws.append(generator.get_state().clone())  # the state the crops are drawn from
-        return encode(self, image01, cutouts=cutouts, augment=augment, generator=generator)
+        return encode(self, image01, cutouts=cutouts, augment=augment, generator=generator, **kw)
 
     monkeypatch.setattr(type(models.clip), "encode_image", spy)
 

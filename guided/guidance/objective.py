@@ -29,6 +29,7 @@ from guided import validate
 from guided.accel import autocast_for, resolve_mixed_precision
 from guided.config import TERMS, GuidanceConfig
 from guided.errors import GuidedError
+from guided.guidance.targets import TargetCache, digest, model_state
 from guided.losses import blended_gram_targets, content_loss, gram_loss, spherical_distance, tv_loss
 
 if TYPE_CHECKING:
@@ -47,13 +48,15 @@ class GuidanceModels:
     """The networks guidance needs; any may be None when no active term uses it.
 
     `tiny_decoder` is a diffusers `AutoencoderTiny`-like module (`.decode(latents).sample`) that
-    the pipeline's fast mode decodes through; the objective only carries it.
+    the pipeline's fast mode decodes through; the objective only carries it. `targets` keeps the
+    objectives' targets across calls with the same models (guided.guidance.targets).
     """
 
     clip: ClipGuide | None = None
     vgg: VGGFeatures | None = None
     tiny_decoder: nn.Module | None = None
     info: dict = field(default_factory=dict)
+    targets: TargetCache = field(default_factory=TargetCache, repr=False, compare=False)
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> GuidanceModels:
         """Move every model (in place) to `device` (and `dtype`); returns self."""
@@ -127,7 +130,6 @@ class GuidedObjective:
             self._generator.seed()
         else:
             self._generator.manual_seed(config.seed)
-        self._content_cache: dict[tuple[int, int], dict[str, Tensor]] = {}
         self._rms: dict[str, Tensor] = {}  # per-term gradient RMS of the last measured step
         self._guided_steps = 0
         with torch.no_grad(), _float32(self._device()):
@@ -169,30 +171,39 @@ class GuidedObjective:
             return vgg(image.to(dtype), list(dict.fromkeys(layers)))
 
     def _precompute(self, styles: list[Tensor]) -> None:
-        device, size = self._device(), self.config.loss_size
+        device, size, cache = self._device(), self.config.loss_size, self.models.targets
+        clip, vgg = self.models.clip, self.models.vgg
         self.text_target: Tensor | None = None
         self.style_target: Tensor | None = None
         self.gram_targets: dict[str, Tensor] = {}
         if "clip_text" in self.available_terms:
-            self.text_target = self.models.clip.encode_text([self.prompt])
-            self.truncation = list(self.models.clip.last_truncation)
+            self.text_target, self.truncation = cache.get(
+                ("clip_text", self.prompt, model_state(clip)),
+                lambda: (clip.encode_text([self.prompt]), list(clip.last_truncation)))
             for t in self.truncation:
                 self.notes.append(f"clip_text: prompt truncated to {t['context_length']} tokens (it has {t['tokens']})")
         views = [loss_view(s.to(device), self.style_size or size) for s in styles]
+        key = (digest(views), tuple(self.style_weights))
         if "clip_style" in self.available_terms:
-            self.style_target = self.models.clip.style_target(views, self.style_weights)
+            self.style_target = cache.get(("clip_style", *key, model_state(clip)),
+                                          lambda: clip.style_target(views, self.style_weights))
         if "gram" in self.available_terms:
-            feats = [self._vgg(v, self.config.gram_layers) for v in views]
-            self.gram_targets = blended_gram_targets(feats, self.style_weights, list(self.config.gram_layers))
+            layers = list(self.config.gram_layers)
+            self.gram_targets = cache.get(
+                ("gram", *key, tuple(layers), model_state(vgg)),
+                lambda: blended_gram_targets([self._vgg(v, layers) for v in views], self.style_weights, layers))
+        self._content_digest = digest([self.content_image]) if self.content_image is not None else None
 
     def _content_target(self, size: tuple[int, int], device: torch.device) -> dict[str, Tensor]:
-        if size not in self._content_cache:
-            with torch.no_grad():
-                image = F.interpolate(self.content_image.to(device), size=size, mode="bilinear",
-                                      align_corners=False, antialias=True)
-                feats = self._vgg(image, self.config.content_layers)
-                self._content_cache[size] = {k: v.float() for k, v in feats.items()}
-        return self._content_cache[size]
+        layers = tuple(self.config.content_layers)
+
+        def compute() -> dict[str, Tensor]:
+            image = F.interpolate(self.content_image.to(device), size=size, mode="bilinear",
+                                  align_corners=False, antialias=True)
+            return {k: v.float() for k, v in self._vgg(image, layers).items()}
+
+        return self.models.targets.get(("content", self._content_digest, size, layers, model_state(self.models.vgg)),
+                                       compute)
 
     # -- evaluation ---------------------------------------------------------------------------
 
@@ -206,8 +217,8 @@ class GuidedObjective:
         `content`: one content image per image of the batch, same shape as `image01`, instead of the
         objective's own content image (a feed-forward network trains on a different photo per sample);
         then `content` is available even when the objective was built without a content image.
-        `mixed_precision` ('no', 'bf16', 'fp16'): autocast of the VGG pass over `image01` (targets,
-        Gram matrices and losses stay float32).
+        `mixed_precision` ('no', 'bf16', 'fp16'): autocast of the CLIP and VGG passes over `image01`
+        (targets, embeddings, Gram matrices and losses stay float32).
         """
         names = list(self.available_terms if names is None else names)
         available = self.available_terms + (("content",) if content is not None and self.models.vgg is not None
@@ -225,7 +236,7 @@ class GuidedObjective:
             if {"clip_text", "clip_style"} & set(names):
                 emb = self.models.clip.encode_image(
                     view, cutouts=cfg.cutouts, generator=generator or self._generator,
-                    augment=cfg.cutout_augment if augment is None else augment)
+                    augment=cfg.cutout_augment if augment is None else augment, mixed_precision=mixed_precision)
                 if "clip_text" in names:
                     out["clip_text"] = spherical_distance(emb, self.text_target.to(emb.device)).mean()
                 if "clip_style" in names:
