@@ -13,8 +13,8 @@ with the exact run's.
     .venv/bin/python bench/guidance_drift.py --models bench --steps 10 --size 256   # real architectures
 
 `--precision` compares instead the guided steps in bf16 (`mixed_precision="bf16"`: decoder,
-CLIP's vision tower and VGG under autocast) with float32 ones (`"no"`): final losses and pixels. `--vgg FILE` puts a real
-VGG (torchvision-format weights) in place of the random one, since bf16 rounding depends on the
+CLIP's vision tower and VGG under autocast) with float32 ones (`"no"`): final losses and pixels.
+`--vgg FILE` puts a real VGG (torchvision-format weights) in place of the random one, since bf16 rounding depends on the
 weights:
 
     .venv/bin/python bench/guidance_drift.py --precision --vgg ../shared/weights/vgg16-features-imagenet-ft.safetensors
