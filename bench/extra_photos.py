@@ -1,18 +1,22 @@
 """More real photos for training and checking fast networks (not a test): the sample photos that ship
-inside scikit-learn, scikit-image, matplotlib and scipy 1.9 wheels, extracted into a folder outside
-the repository (the project never copies images into itself).
+inside the wheels of a few Python packages, extracted into folders outside the repository (the project
+never copies images into itself).
 
-    .venv/bin/python bench/extra_photos.py --out /tmp/train --fresh /tmp/fresh
+    .venv/bin/python bench/extra_photos.py --out /tmp/train16 --held-out /tmp/fresh --fresh /tmp/fresh2
 
 `--out` gets the training photos used in bench/README.md ("Fast networks"): china.jpg, flower.jpg
-(scikit-learn), motorcycle_left.png, camera.png, grass.png, brick.png (scikit-image) and
-grace_hopper.jpg (matplotlib). `--fresh` gets face.png (scipy 1.9's `misc.face`, a raccoon), a photo
-kept out of all training and tuning. The wheels come from the package index (`pip download`).
-Licences: china.jpg and flower.jpg are CC BY 2.0 (sklearn/datasets/images/README.txt in the wheel);
-for the others see the docstrings of `skimage.data`'s functions, matplotlib's sample-data notes and
-`scipy.misc.face`. Copy ../shared/images/rainier.jpg,
-amber.jpg, photos/astronaut.png and photos/coffee.png into `--out` too for the twelve-photo set;
-chelsea.png and rocket.jpg stay held out.
+(scikit-learn), motorcycle_left.png, camera.png, grass.png, brick.png (scikit-image),
+grace_hopper.jpg (matplotlib) and, from the fifth session on, cheetah.jpg, cheetah1.jpg, cheetah2.jpg,
+lion.jpg and tower.jpg (gradio's media assets). Copy ../shared/images/rainier.jpg, amber.jpg,
+photos/astronaut.png and photos/coffee.png into `--out` too: 11 photos without gradio's, 16 with.
+`--held-out` gets face.png (scipy 1.9's `misc.face`, a raccoon): a held-out photo that has shaped
+choices since the fifth session, like ../shared's chelsea.png and rocket.jpg. `--fresh` gets photos kept
+out of every training and every choice: quokka.jpg (imgaug), t1.jpg (insightface's group photo) and
+luispedro.jpg (a portrait in mahotas' demos). The wheels come from the package index (`pip download`,
+~40 MB) and are only unzipped, never installed. Licences: china.jpg and flower.jpg are CC BY 2.0
+(sklearn/datasets/images/README.txt in the wheel); for the others see the docstrings of `skimage.data`'s
+functions, matplotlib's sample-data notes, `scipy.misc.face` and each package's own licence. They are
+measured here, never redistributed.
 """
 from __future__ import annotations
 
@@ -28,14 +32,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from guided.io.images import write_bytes_atomic  # noqa: E402  (no partial photo in a training folder)
 
-#: wheel name prefix -> members to extract (path inside the wheel)
+#: wheel name prefix -> members to extract (path inside the wheel), per role
 TRAIN = {
     "scikit_learn": ["sklearn/datasets/images/china.jpg", "sklearn/datasets/images/flower.jpg"],
     "scikit_image": ["skimage/data/motorcycle_left.png", "skimage/data/camera.png", "skimage/data/grass.png",
                      "skimage/data/brick.png"],
     "matplotlib": ["matplotlib/mpl-data/sample_data/grace_hopper.jpg"],
+    "gradio": [f"gradio/media_assets/images/{name}" for name in ("cheetah.jpg", "cheetah1.jpg", "lion.jpg",
+                                                                  "tower.jpg")] + ["gradio/test_data/cheetah2.jpg"],
 }
-REQUIREMENTS = ["scikit-learn", "scikit-image", "matplotlib", "scipy==1.9.3"]  # scipy >= 1.10 downloads its face
+FRESH = {
+    "imgaug": ["imgaug/quokka.jpg"],
+    "insightface": ["insightface/data/images/t1.jpg"],
+    "mahotas": ["mahotas/demos/data/luispedro.jpg"],
+}
+REQUIREMENTS = ["scikit-learn", "scikit-image", "matplotlib", "scipy==1.9.3",  # scipy >= 1.10 downloads its face
+                "gradio==6.31.0", "imgaug==0.4.0", "insightface==2.1", "mahotas==1.4.19"]
 #: Wheels are only unzipped, never installed; scipy 1.9.3's newest wheels are for CPython 3.11.
 PYTHON = "3.11"
 
@@ -47,16 +59,20 @@ def download(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.whl"))
 
 
-def extract(wheels: list[Path], out: Path, fresh: Path | None) -> list[Path]:
+def members(z: zipfile.ZipFile, wheel: str, table: dict[str, list[str]], out: Path | None) -> list[Path]:
+    if out is None:
+        return []
+    return [write_bytes_atomic(out / Path(member).name, z.read(member))
+            for prefix, names in table.items() if wheel.lower().startswith(prefix + "-") for member in names]
+
+
+def extract(wheels: list[Path], out: Path, held_out: Path | None, fresh: Path | None) -> list[Path]:
     written = []
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as z:
-            for prefix, members in TRAIN.items():
-                if wheel.name.startswith(prefix + "-"):
-                    for member in members:
-                        written.append(write_bytes_atomic(out / Path(member).name, z.read(member)))
-            if fresh is not None and wheel.name.startswith("scipy-"):
-                written.append(face(z.read("scipy/misc/face.dat"), fresh / "face.png"))
+            written += members(z, wheel.name, TRAIN, out) + members(z, wheel.name, FRESH, fresh)
+            if held_out is not None and wheel.name.startswith("scipy-"):
+                written.append(face(z.read("scipy/misc/face.dat"), held_out / "face.png"))
     return written
 
 
@@ -73,10 +89,11 @@ def face(data: bytes, path: Path) -> Path:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, required=True, help="folder for the training photos")
-    ap.add_argument("--fresh", type=Path, help="folder for the photo kept out of training (face.png)")
+    ap.add_argument("--held-out", type=Path, help="folder for the held-out photo face.png")
+    ap.add_argument("--fresh", type=Path, help="folder for the photos kept out of training and of every choice")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        for path in extract(download(Path(tmp)), args.out, args.fresh):
+        for path in extract(download(Path(tmp)), args.out, args.held_out, args.fresh):
             print(path)
 
 
