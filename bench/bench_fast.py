@@ -141,7 +141,7 @@ def gatys(args) -> dict:
 
 
 def quality(args) -> dict:
-    """The network on held-out photos (at 512 px, like Gatys default) vs the Gatys reference."""
+    """The network on held-out photos, at the size of each Gatys reference, vs that reference."""
     from guided.fast.apply import FastStylizer
 
     score, _ = _scorer(args.backbone, args.style)
