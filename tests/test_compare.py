@@ -223,3 +223,15 @@ def test_peak_memory_is_measured_per_stage():
     after = memory.peak_mb()
     assert high - base > 150  # the stage's allocation shows in its peak ...
     assert after < high - 150  # ... and not in the next stage's, after the reset
+
+
+def test_curves_of_a_subsampled_history_keep_their_step_numbers(tmp_path):
+    from guided.compare.report import curve_points, plot_curves
+
+    history = [{"step": s, "loss": 1.0 / (s + 1), "tv": float("nan")} for s in range(0, 1200)][::2]
+    points = curve_points(history, "loss", x_key="step")
+    assert [x for x, _ in points][-1] == 1198 and len(points) == 600
+    assert [x for x, _ in curve_points(history, "loss")][-1] == 599  # by position, as compare's panels plot
+    assert curve_points(history, "tv", x_key="step") == []  # non-finite values are left out
+    path = plot_curves([("train", history, "step")], tmp_path / "c.png", x_key="step")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

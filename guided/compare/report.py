@@ -90,8 +90,18 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
     return text + "…"
 
 
-def plot_curves(panels: Sequence[tuple[str, list[dict], str]], path: str | Path) -> Path:
+def curve_points(history: Sequence[dict], key: str, x_key: str | None = None) -> list[tuple[float, float]]:
+    """(x, value) of each record holding a finite number under `key`; x is the record's `x_key` value,
+    or its position in `history` when `x_key` is None."""
+    return [(h[x_key] if x_key is not None else i, h[key]) for i, h in enumerate(history)
+            if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])]
+
+
+def plot_curves(panels: Sequence[tuple[str, list[dict], str]], path: str | Path, x_key: str | None = None) -> Path:
     """One panel per run: (title, history, x-axis label); each numeric key except bookkeeping a line.
+
+    Each record's x is its `x_key` value where given (a subsampled history keeps its true step numbers),
+    else its position in the history.
 
     Values are drawn on a log scale when none is negative (losses spanning decades; exact zeros, such
     as the content loss of a content-initialised first iteration, are left out), else linear."""
@@ -111,8 +121,7 @@ def plot_curves(panels: Sequence[tuple[str, list[dict], str]], path: str | Path)
     try:
         for ax, (title, history, xlabel) in zip(axes.flat, panels):
             keys = [k for k in dict.fromkeys(k for h in history for k in h) if k not in skip]
-            series = {key: [(i, h[key]) for i, h in enumerate(history)
-                            if isinstance(h.get(key), (int, float)) and math.isfinite(h[key])] for key in keys}
+            series = {key: curve_points(history, key, x_key) for key in keys}
             log = all(v >= 0 for points in series.values() for _, v in points)
             for key, points in series.items():
                 points = [(i, v) for i, v in points if v > 0] if log else points

@@ -354,7 +354,8 @@ def _write_previews(files: dict[str, Path], net: TransformerNet, previews: Tenso
     grid.save(tmp, format="PNG")
     tmp.replace(files["samples"])
     every = max(1, len(history) // 500)  # at most ~500 points: the plot stays light
-    plot_curves([("training loss (weighted total, raw terms)", history[::every], "step")], files["curves"])
+    plot_curves([("training loss (weighted total, raw terms)", history[::every], "step")], files["curves"],
+                x_key="step")
 
 
 def make_card(config: TrainConfig, total: int, history: list[dict], elapsed: float, styles: list[dict],
