@@ -89,7 +89,8 @@ def test_guidance_decode_comes_out_at_loss_size(pipe, models, mode):
 def test_full_mode_gradient_goes_through_the_text_branch_only(pipe):
     """Full mode's UNet output has the classifier-free value diffusers computes, and its gradient is
     the text-conditioned branch's alone, with the unconditional half run without a graph."""
-    pipe._guidance_scale = 7.5
+    pipe._guidance_scale = 7.5  # the per-call state `__call__` sets, which the private steps read
+    pipe._cross_attention_kwargs = None
     embeds = torch.randn(2, 77, pipe.unet.config.cross_attention_dim, generator=torch.Generator().manual_seed(0))
     latents = torch.randn(1, 4, 8, 12, generator=torch.Generator().manual_seed(1))
     pipe.scheduler.set_timesteps(4)
@@ -105,7 +106,9 @@ def test_full_mode_gradient_goes_through_the_text_branch_only(pipe):
     finally:
         hook.remove()
     assert batches == [(1, False), (1, True)]
-    assert (out.detach() - expected).abs().max() <= 1e-5
+    # Batch 1 and batch 2 UNet passes round differently (CPU kernels pick per batch size), and the CFG
+    # formula multiplies that by 7.5: 1.1e-5 here. A wrong combination would be off by O(0.1).
+    torch.testing.assert_close(out.detach(), expected, rtol=1e-4, atol=1e-4)
     direction = torch.randn(out.shape, generator=torch.Generator().manual_seed(2))
     (grad,) = torch.autograd.grad((out * direction).sum(), x)
     y = latents.clone().requires_grad_(True)

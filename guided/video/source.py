@@ -206,8 +206,10 @@ def _open_video(path: Path, max_side: int) -> Clip:
         rate = stream.average_rate or stream.guessed_rate or _rate_from(times)
         kind = "gif" if container.format.name == "gif" else "video"
         audio = bool(container.streams.audio)
+        # Every stream attribute is read while the container is open: PyAV 18 refuses them after close.
+        start = float(origin * stream.time_base)
     return Clip(path, kind, width, height, width, height, Fraction(rate), codec, audio, 0.0, times=times,
-                stamps=stamps, origin=float(origin * stream.time_base))
+                stamps=stamps, origin=start)
 
 
 def _packet_stamps(container, stream, path: Path) -> list[int]:
