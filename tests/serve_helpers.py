@@ -37,7 +37,8 @@ def client_for(tmp_path: Path, stylizer, *, ui: bool = False, **config) -> TestC
     """A TestClient on a fresh server (use it as a context manager: that starts the worker)."""
     config.setdefault("models", "tiny")
     config.setdefault("out", tmp_path / "serve")
-    return TestClient(create_app(ServeConfig(**config), stylizer=stylizer, ui=ui))
+    # Addressed as a browser on this machine addresses it (the default `testserver` is not a name of ours).
+    return TestClient(create_app(ServeConfig(**config), stylizer=stylizer, ui=ui), base_url="http://127.0.0.1:7860")
 
 
 def submit(client, *, method: str = "stylize", options: dict | None = None, image: bytes | None = None,

@@ -147,3 +147,28 @@ def test_the_api_answers_the_same_server(server):
     base, _ = server
     with urllib.request.urlopen(base + "/api/v1/health", timeout=10) as response:
         assert json.load(io.TextIOWrapper(response))["models"] == "tiny"
+
+
+def test_a_dns_rebinding_page_gets_nothing(server):
+    """Chromium told that evil.example resolves to 127.0.0.1 (what a rebinding attacker's DNS does):
+    its page and its same-origin requests to the server are refused, and no job or result leaks."""
+    base, _ = server
+    port = base.rsplit(":", 1)[1]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium(), args=[
+            *CHROMIUM_FLAGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"])
+        try:
+            page = browser.new_page()
+            rebound = f"http://evil.example:{port}"
+            response = page.goto(rebound + "/api/v1/jobs")
+            assert response.status == 421 and "--allowed-host" in response.text()
+            seen = page.evaluate("""async () => {
+                const jobs = await fetch('/api/v1/jobs');
+                const post = await fetch('/api/v1/jobs', {method: 'POST', body: new FormData()});
+                return [jobs.status, post.status, await jobs.text()];
+            }""")
+            assert seen[:2] == [421, 421] and '"id"' not in seen[2]
+            ours = page.goto(base + "/api/v1/health")  # the same browser, addressing the server by its own name
+            assert ours.status == 200
+        finally:
+            browser.close()

@@ -88,13 +88,13 @@ def test_with_auth_every_route_needs_the_credentials(tmp_path, stylizer):
 # -- requests from other sites -------------------------------------------------------------------
 def test_a_cross_origin_post_is_refused(ui_client):
     for headers in ({"Origin": "https://evil.example"}, {"Origin": "null"}, {"Sec-Fetch-Site": "cross-site"},
-                    {"Origin": "http://testserver.evil.example"}):
+                    {"Origin": "http://127.0.0.1:7860.evil.example"}):
         response = submit(ui_client, headers=headers)
         assert response.status_code == 403 and "cross-origin" in response.json()["error"]
         upload = ui_client.post("/gradio_api/upload", headers=headers,
                                 files={"files": ("a.png", png_bytes(), "image/png")})
         assert upload.status_code == 403  # the cross-site upload of CVE-2024-1727
-    assert submit(ui_client, headers={"Origin": "http://testserver"}).status_code == 202  # its own pages
+    assert submit(ui_client, headers={"Origin": "http://127.0.0.1:7860"}).status_code == 202  # its own pages
     assert "access-control-allow-origin" not in ui_client.get(
         "/api/v1/health", headers={"Origin": "https://evil.example"}).headers
 

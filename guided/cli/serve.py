@@ -40,6 +40,10 @@ def add_parser(sub) -> None:
     who.add_argument("--auth-file", metavar="FILE", help="the same, read from the first line of FILE")
     p.add_argument("--insecure-no-auth", action="store_true",
                    help="allow a non-loopback --host without --auth (anyone who can reach it may use it)")
+    p.add_argument("--allowed-host", dest="allowed_hosts", action="append", default=list(d.allowed_hosts),
+                   metavar="NAME", help="also answer requests addressed to NAME (a reverse proxy's public name; "
+                                        "repeatable). Others than this machine's own names and addresses are "
+                                        "refused (421), which stops DNS-rebinding pages")
     p.add_argument("--no-ui", action="store_true", help="serve the REST API only")
     p.set_defaults(func=run)
 
@@ -55,7 +59,7 @@ def config_from(args: argparse.Namespace):
     auth = parse_auth(args.auth) if args.auth else (read_auth_file(args.auth_file) if args.auth_file else None)
     return ServeConfig(host=args.host, port=args.port, out=args.out, models=args.models, nets=args.nets,
                        max_upload_mb=args.max_upload_mb, queue=args.queue, auth=auth,
-                       insecure_no_auth=args.insecure_no_auth).checked()
+                       insecure_no_auth=args.insecure_no_auth, allowed_hosts=tuple(args.allowed_hosts)).checked()
 
 
 def first_run(config):

@@ -122,6 +122,7 @@ def create_app(config: ServeConfig, *, stylizer=None, ui: bool = True):
     app.add_middleware(security.BodyLimit, limit=config.max_upload_bytes)
     app.add_middleware(security.BasicAuth, credentials=config.auth)
     app.add_middleware(security.SameOrigin)
+    app.add_middleware(security.AllowedHosts, bound=config.host, allowed=config.allowed_hosts)
     app.add_middleware(security.SecurityHeaders)
     return app
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,6 +28,9 @@ class ServeConfig:
     auth: tuple[str, str] | None = field(default=None, repr=False)  # HTTP Basic user and password
     insecure_no_auth: bool = False  # a non-loopback bind without auth only when the user says so
     max_steps_kept: int = 2000  # per-step loss rows kept per job record: enough to draw any curve
+    # Host names besides this machine's own that requests may be addressed to (a reverse proxy's public
+    # name). None by default: a page on any other name is a DNS-rebinding attempt (security.AllowedHosts).
+    allowed_hosts: tuple[str, ...] = ()
 
     @property
     def max_upload_bytes(self) -> int:
@@ -45,9 +49,28 @@ class ServeConfig:
         if not is_loopback(self.host) and self.auth is None and not self.insecure_no_auth:
             raise GuidedError(f"`--host` {self.host!r} is reachable from other machines: give --auth USER:PASS "
                               "(or --auth-file FILE), or --insecure-no-auth if you really mean anyone may use it")
+        for name in self.allowed_hosts:
+            check_host_name(name)
         if self.nets is not None and not Path(self.nets).is_dir():
             raise GuidedError(f"`--nets` '{self.nets}' is not a folder")
         return self
+
+
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\.?$", re.I)
+
+
+def check_host_name(name: str) -> str:
+    """`name` as a host name or IP address for `--allowed-host`, else a GuidedError naming it."""
+    plain = name.strip("[]") if isinstance(name, str) else name
+    try:
+        ipaddress.ip_address(plain)
+        return name
+    except ValueError:
+        pass
+    if not isinstance(name, str) or not _HOST_NAME.match(name):
+        raise GuidedError(f"`--allowed-host` {name!r} must be a host name or an IP address, without a scheme, "
+                          "port, path or wildcard (e.g. studio.example.org)")
+    return name
 
 
 def is_loopback(host: str) -> bool:

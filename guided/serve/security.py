@@ -1,14 +1,15 @@
 """The server's safety rules, as plain ASGI middleware (one class per rule) and two path helpers.
 
-Order, outermost first (see `app.create_app`): security headers, same-origin, authentication, the
-body cap, then the guard on the web UI's file routes. Each refuses with a JSON error of one line,
-before the request body is read.
+Order, outermost first (see `app.create_app`): security headers, the allowed hosts (DNS
+rebinding), same-origin, authentication, the body cap, then the guard on the web UI's file
+routes. Each refuses with a JSON error of one line, before the request body is read.
 """
 from __future__ import annotations
 
 import base64
 import binascii
 import hmac
+import ipaddress
 import json
 import logging
 import os
@@ -63,6 +64,62 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+class AllowedHosts:
+    """Answer only requests whose `Host` names this server: the defence against DNS rebinding.
+
+    A page on evil.example can make its own name resolve to 127.0.0.1; the browser then sends this
+    server requests with `Host: evil.example` and a matching `Origin`, so the same-origin rule alone
+    passes them, and the page can run jobs and read results. A name nobody configured is refused
+    here, on every route, method and websocket, before anything else runs. The port is not compared:
+    rebinding is a matter of the name, and an SSH tunnel or a proxy legitimately changes the port."""
+
+    def __init__(self, app: ASGIApp, *, bound: str, allowed: Iterable[str] = ()):
+        self.app = app
+        self.bound = bound
+        self.allowed = frozenset(normal_host(name) for name in allowed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        given = header(scope, b"host")
+        if given is not None and host_allowed(given, self.bound, self.allowed):
+            return await self.app(scope, receive, send)
+        logger.warning("refused a request for host %r: %s %s", (given or "")[:100], scope.get("method", "WS"),
+                       scope["path"])
+        if scope["type"] == "websocket":
+            return await send({"type": "websocket.close", "code": 1008})
+        shown = f"host {given[:100]!r}" if given is not None else "a request without a Host header"
+        await send_error(send, 421, f"{shown} is not this server's address; a name it is reached by "
+                                    "(behind a proxy) must be given with --allowed-host NAME")
+
+
+def normal_host(host: str) -> str:
+    """`host` as compared: lower case, without a port, brackets or a final dot."""
+    host = host.strip().lower()
+    if host.startswith("["):  # [::1]:7860
+        return host[1:].split("]", 1)[0]
+    if host.count(":") == 1:  # name:port or a.b.c.d:port (a bare IPv6 address has several colons)
+        host = host.split(":", 1)[0]
+    return host.rstrip(".")
+
+
+def host_allowed(given: str, bound: str, allowed: frozenset[str] = frozenset()) -> bool:
+    """Whether a request for `given` (a `Host` header) may be answered by a server bound to `bound`.
+
+    Allowed: `localhost` and loopback addresses; the bound name or address; any address when bound to
+    every interface (an IP address cannot be rebound, only a name can); the names in `allowed`."""
+    name, bound = normal_host(given), normal_host(bound)
+    if not name:
+        return False
+    if name in allowed or name == "localhost" or name == bound:
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # a name nobody configured: what a rebinding page sends
+    return address.is_loopback or bound in ("", "0.0.0.0", "::")
 
 
 class SameOrigin:
