@@ -155,6 +155,40 @@ def test_resume_after_an_interrupt_redoes_no_finished_frame(clip, tmp_path, sign
     assert again.warping_error == pytest.approx(result.warping_error, rel=1e-6)
 
 
+class Failing(Counting):
+    """Raises `error` at frame `at`, after the frames before it are finished."""
+
+    def __init__(self, at: int, error: BaseException):
+        super().__init__()
+        self.at, self.error = at, error
+
+    def __call__(self, frame, guide):
+        if len(self.calls) == self.at:
+            raise self.error
+        return super().__call__(frame, guide)
+
+
+def test_a_failure_keeps_the_work_folder_only_when_a_rerun_can_continue(clip, tmp_path, caplog):
+    from guided.errors import GuidedError
+    from guided.video.run import VideoConfig, stylize_video
+    from guided.video.work import work_folder
+
+    out = tmp_path / "out.mp4"
+    with pytest.raises(OSError):  # the disk, not the input: the finished frames are kept and it says so
+        stylize_video(clip, out, Failing(3, OSError(28, "No space left on device")), VideoConfig(progress=False))
+    assert sorted(p.name for p in work_folder(out).glob("*.png")) == [f"{i:06d}.png" for i in range(3)]
+    assert "3 of 10 frames finished are kept" in caplog.text and "run the same command again" in caplog.text
+    rerun = Counting()
+    assert stylize_video(clip, out, rerun, VideoConfig(progress=False)).resumed == 3 and len(rerun.calls) == 7
+    out.unlink()
+    with pytest.raises(GuidedError):  # the method refuses a frame: a rerun would fail the same way
+        stylize_video(clip, out, Failing(3, GuidedError("frame refused")), VideoConfig(progress=False))
+    assert not work_folder(out).exists() and not out.exists()
+    with pytest.raises(OSError):  # nothing finished: nothing to keep
+        stylize_video(clip, out, Failing(0, OSError(5, "I/O error")), VideoConfig(progress=False))
+    assert not work_folder(out).exists()
+
+
 def test_a_work_folder_of_other_parameters_is_not_reused(clip, tmp_path):
     from guided.video.run import VideoConfig, stylize_video
 

@@ -152,3 +152,59 @@ def test_folder_frames_must_share_one_size(tmp_path, capsys, files):
     assert main(["video", str(folder), "-o", str(tmp_path / "o.mp4"), "--net", str(files["net"]), "-q"]) == 2
     assert "every frame of a folder must have one size" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["frames"]  # no work folder, no output
+
+
+@pytest.fixture(scope="module")
+def damaged(tmp_path_factory) -> dict[str, Path]:
+    """Inputs that open and whose first frame decodes, but that break halfway."""
+    from PIL import Image
+
+    from guided.video.encode import write_mp4
+
+    root = tmp_path_factory.mktemp("damaged")
+    frames = panning_frames(60)
+    whole = root / "whole.mp4"  # index first (faststart), as our own outputs and most web videos are
+    write_mp4(iter(frames), whole, fps=10, width=64, height=48)
+    data = whole.read_bytes()
+    (root / "halfcut.mp4").write_bytes(data[:int(len(data) * 0.6)])  # the last 40 % cut off
+    folder = write_folder(root / "frames", frames[:6])
+    victim = sorted(folder.iterdir())[3]
+    victim.write_bytes(victim.read_bytes()[:len(victim.read_bytes()) // 2])  # one truncated PNG
+    assert Image.open(sorted(folder.iterdir())[0]).size == (64, 48)
+    return {"halfcut": root / "halfcut.mp4", "frames": folder, "victim": victim}
+
+
+@pytest.mark.parametrize("name, message", [("halfcut", "is damaged"), ("frames", "is truncated")])
+def test_an_input_that_breaks_halfway_is_refused_before_the_first_frame(damaged, files, tmp_path, capsys,
+                                                                       name, message, monkeypatch):
+    from guided.video import methods
+
+    calls = []
+    original = methods.FastMethod.__call__
+    monkeypatch.setattr(methods.FastMethod, "__call__", lambda self, *a: calls.append(1) or original(self, *a))
+    out = tmp_path / "o.mp4"
+    assert main(["video", str(damaged[name]), "-o", str(out), "--net", str(files["net"])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    named = damaged["victim"].name if name == "frames" else damaged[name].name
+    assert named in err
+    assert calls == [], "a frame was stylized before the input was found damaged"
+    assert list(tmp_path.iterdir()) == []  # no output, no hidden work folder
+
+
+def test_a_network_that_gives_nan_stops_at_the_first_frame_naming_it(files, tmp_path, capsys):
+    import torch
+
+    from guided.fast import TransformerNet, save_network
+
+    torch.manual_seed(0)
+    net = TransformerNet("half")
+    with torch.no_grad():
+        next(net.parameters()).fill_(float("nan"))
+    path = save_network(net, tmp_path / "nan.safetensors", {"style": "broken"})
+    out = tmp_path / "out" / "o.mp4"
+    out.parent.mkdir()
+    assert main(["video", str(files["good"]), "-o", str(out), "--net", str(path), "-q"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "frame 0" in err and "nan.safetensors" in err and "NaN" in err, err
+    assert list(out.parent.iterdir()) == []  # no black video, no work folder left behind

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from guided import validate
-from guided.errors import GuidedError
+from guided.errors import GuidedError, NonFiniteError
 from guided.video.encode import EncodeConfig
 from guided.video.flow import FlowConfig
 from guided.video.methods import FrameMethod
@@ -97,6 +97,10 @@ class VideoInterrupted(KeyboardInterrupt):
         self.signum = signum
 
 
+class WorkKept(GuidedError):
+    """A failure after every frame was finished: the work folder stays, and a rerun only encodes again."""
+
+
 def check_temporal(value: float, name: str = "temporal") -> float:
     return validate.number(value, name, low=0, high=1)
 
@@ -139,11 +143,30 @@ def stylize_video(source: str | Path, output: str | Path, method: FrameMethod,
     except BatchInterrupted as stop:
         logger.warning("interrupted: %d of %d frames finished in '%s'; run the same command again to continue",
                        work.done, clip.frame_count, work.folder)
-        raise VideoInterrupted(stop.signum) from None
-    finally:
         work.close()
+        raise VideoInterrupted(stop.signum) from None
+    except WorkKept:
+        work.close()
+        raise
+    except GuidedError:
+        work.remove()  # the input or the method is at fault: rerunning would fail the same way
+        raise
+    except BaseException:
+        work.close()
+        if work.done:
+            logger.warning("stopped: %d of %d frames finished are kept in '%s'; run the same command again to "
+                           "continue", work.done, clip.frame_count, work.folder)
+        else:
+            work.remove()
+        raise
     work.remove()
     return result
+
+
+def _what(method: FrameMethod) -> str:
+    """The method, and the network it runs where it has one, for an error message."""
+    network = getattr(method, "network", None)
+    return f"the {method.name} method" + (f" (network '{network}')" if network is not None else "")
 
 
 def _style_meter(config: VideoConfig):
@@ -181,6 +204,9 @@ def _frames(clip, method: FrameMethod, work, resumed: int, meter, clock: _Clock,
             guide = (Guide(pair.align(previous_output.astype(np.float32) / 255.0), pair.mask, pair.backward,
                            previous_input) if pair else None)
             styled = method(frame, guide)
+            if not np.isfinite(styled).all():  # NaN would cast to black frames and a warping error of 0
+                raise NonFiniteError(f"frame {index} of '{clip.path}': {_what(method)} gave NaN or inf values; "
+                                     "nothing was written")
             out = (np.clip(styled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
             mark = clock.add("method", mark)
             record = {"warping_error": warping_error(previous_output, out, pair) if pair else None,
@@ -211,7 +237,7 @@ def _finish(clip, method: FrameMethod, work, output: Path, config: VideoConfig, 
                           width=clip.out_width, height=clip.out_height, audio=audio, config=config.encode)
         written = inspect_mp4(temp)
         if (written.frames, written.width, written.height) != (count, clip.out_width, clip.out_height):
-            raise GuidedError(f"the encoded video has {written.frames} frames of {written.width}x{written.height}, "
+            raise WorkKept(f"the encoded video has {written.frames} frames of {written.width}x{written.height}, "
                               f"expected {count} of {clip.out_width}x{clip.out_height}; the work folder "
                               f"'{work.folder}' is kept")
         clock.add("encode", mark)
@@ -256,4 +282,4 @@ def _manifest(clip, method: FrameMethod, config: VideoConfig, result: VideoResul
                           seconds=round(result.seconds, 3), extra=extra)
 
 
-__all__ = ["VideoConfig", "VideoInterrupted", "VideoResult", "check_temporal", "stylize_video"]
+__all__ = ["VideoConfig", "VideoInterrupted", "VideoResult", "WorkKept", "check_temporal", "stylize_video"]
