@@ -71,7 +71,10 @@ def add_parser(sub) -> None:
     p.add_argument("--sample-every", type=int, default=_D.sample_every,
                    help=f"steps between loss-curve and sample-grid PNGs (default {_D.sample_every})")
     p.add_argument("--resume", nargs="?", const=True, default=False, metavar="CKPT",
-                   help="continue from NET.ckpt.safetensors (or from CKPT)")
+                   help="continue from NET.ckpt.safetensors (or from CKPT); its settings, paintings, prompt, "
+                        "backbone and photos must be this command's (--iterations may grow)")
+    p.add_argument("--resume-with-changes", dest="allow_changes", action="store_true",
+                   help="with --resume: continue although settings changed; the card records what and when")
     p.set_defaults(func=run)
 
 
@@ -101,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         style_weights(config.style_weights, len(args.styles), name="--style-weights")
     try:
         result = train(args.styles, args.data, args.output, config, resume=args.resume,
-                       progress=not getattr(args, "quiet", False))
+                       allow_changes=args.allow_changes, progress=not getattr(args, "quiet", False))
     except TrainingInterrupted as exc:
         print(f"guided: {exc}", file=sys.stderr)
         return 130 if exc.signal_name == "SIGINT" else 143

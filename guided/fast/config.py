@@ -13,6 +13,9 @@ from guided.errors import GuidedError
 #: Channels of the three convolution stages. `full` is Johnson's network (1.68 M parameters),
 #: `half` the half-width one his code ships "without sacrificing quality" (0.42 M).
 WIDTHS: dict[str, tuple[int, int, int]] = {"full": (32, 64, 128), "half": (16, 32, 64)}
+#: Files a training run writes next to its network (`NET.curves.png`, `NET.samples.png`): never training data,
+#: even when the network is written into the photo folder.
+SIDE_FILE_SUFFIXES = (".curves.png", ".samples.png")
 #: The objective's terms a training run can weight (names of `guided.config.GuidanceConfig`).
 TERM_OPTIONS = ("gram", "content", "tv", "clip_text", "clip_style")
 

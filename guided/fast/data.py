@@ -19,6 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from guided.errors import GuidedError
+from guided.fast.config import SIDE_FILE_SUFFIXES
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,10 @@ class PhotoFolder:
         if not root.is_dir():
             raise GuidedError(f"`--data` '{root}' is not a folder")
         names = find_images(root, extensions=image_extensions(ALLOWED_FORMATS), recursive=True, exclude=exclude)
+        side = [rel for rel in names if rel.endswith(SIDE_FILE_SUFFIXES)]
+        if side:
+            logger.info("not training on %d loss-curve/sample-grid file(s) of earlier runs in '%s'", len(side), root)
+            names = [rel for rel in names if not rel.endswith(SIDE_FILE_SUFFIXES)]
         files, skipped = [], []
         for rel in names:
             try:

@@ -25,8 +25,9 @@ from torch import Tensor
 
 from guided.errors import GuidedError
 from guided.fast.checkpoint import SUFFIX, checkpoint_path, load_checkpoint, save_checkpoint, save_network
-from guided.fast.config import TERM_OPTIONS, TrainConfig
+from guided.fast.config import SIDE_FILE_SUFFIXES, TERM_OPTIONS, TrainConfig
 from guided.fast.network import TransformerNet
+from guided.fast.resume import check_resume, run_identity
 
 logger = logging.getLogger(__name__)
 
@@ -139,13 +140,15 @@ def _models(config: TrainConfig, need_clip: bool, models):
 
 
 def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | None,
-          config: TrainConfig | None = None, *, resume: bool | str | Path = False, progress: bool = True,
-          models=None, max_steps: int | None = None) -> TrainResult:
+          config: TrainConfig | None = None, *, resume: bool | str | Path = False, allow_changes: bool = False,
+          progress: bool = True, models=None, max_steps: int | None = None) -> TrainResult:
     """Train a `TransformerNet` toward `styles` (and/or `config.prompt`) on the photos under `data`.
 
     `output`: the network file (.safetensors, with its card); its checkpoint `NET.ckpt.safetensors`,
     loss curves `NET.curves.png` and sample grid `NET.samples.png` go next to it (None: nothing is
-    written, for tests). `resume`: True continues from that checkpoint, a path from another.
+    written, for tests). `resume`: True continues from that checkpoint, a path from another; a checkpoint
+    of other settings, paintings, prompt, backbone or photos is refused unless `allow_changes`
+    (guided.fast.resume), and the card records every resume.
     `models`: a `GuidanceModels` to use instead of loading VGG (and CLIP). `max_steps`: stop (with a
     checkpoint) after this many steps of this call, as an interruption would (tests, benches).
     """
@@ -170,6 +173,8 @@ def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | N
         ckpt_in = Path(resume) if not isinstance(resume, bool) else (checkpoint_path(out) if out else None)
         if ckpt_in is None or not ckpt_in.is_file():
             raise GuidedError(f"`--resume`: no checkpoint at '{ckpt_in}'")
+    elif allow_changes:
+        raise GuidedError("`--resume-with-changes` continues a checkpoint: give it with --resume")
     total = config.total_steps(len(folder.files))
 
     # 2. Placement, precision, models; the objective of guidance with per-photo content targets.
@@ -197,21 +202,26 @@ def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | N
         names.append("content")
     previews = sample_photos(folder.files, config.image_size).to(accelerator.device)
     scales = term_scales(objective, previews, guidance.content_layers)
+    identity = run_identity(config, style_cards, prompt, models_card, folder.root, folder.files)
 
     # 3. The network (seeded init), Adam; or everything from the checkpoint.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         net = TransformerNet(config.width, input_noise=config.input_noise)
     optimizer = torch.optim.Adam(net.parameters(), lr=config.lr)
-    step, history, elapsed = 0, [], 0.0
+    step, history, elapsed, resumes = 0, [], 0.0, []
     if ckpt_in is not None:
         model_state, opt_state, state, rng, width = load_checkpoint(ckpt_in)
         if width != config.width:
             raise GuidedError(f"`--resume`: checkpoint '{ckpt_in}' is a {width} network, but --width is {config.width}")
+        recorded = state.get("run") or {"settings": state.get("config", {})}
+        resumes = [*state.get("resumes", []), check_resume(ckpt_in, recorded, identity, allow_changes=allow_changes,
+                                                           step=int(state["step"]))]
         net.load_state_dict(model_state)
         optimizer.load_state_dict(opt_state)
         step, history, elapsed = int(state["step"]), list(state["history"]), float(state["elapsed"])
-        scales = state.get("scales", scales)
+        if not resumes[-1]["changes"]:  # the same run: its scales (a changed run measures its own, above)
+            scales = state.get("scales", scales)
         if "objective" in rng:
             objective._generator.set_state(rng["objective"])
         logger.info("resumed from %s at step %d of %d", ckpt_in, step, total)
@@ -240,7 +250,8 @@ def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | N
         path = checkpoint_path(out)
         if main:
             save_checkpoint(path, unwrapped, optimizer, {"step": step, "history": history, "elapsed": elapsed,
-                                                         "total": total, "config": asdict(config), "scales": scales},
+                                                         "total": total, "config": asdict(config), "scales": scales,
+                                                         "run": identity, "resumes": resumes},
                             {"objective": objective._generator.get_state()})
         accelerator.wait_for_everyone()
         return path
@@ -306,6 +317,7 @@ def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | N
 
     # 5. The network file with its card; the checkpoint stays for a later --resume with more steps.
     card = make_card(config, total, history, elapsed, style_cards, prompt, models_card, folder, scales, world)
+    card["resumes"] = resumes  # empty for a run that was never resumed
     path = None
     if out is not None:
         checkpoint()
@@ -332,7 +344,8 @@ def _agree(accelerator, stop: bool) -> bool:
 
 def _side_files(out: Path) -> dict[str, Path]:
     stem = out.name.removesuffix(SUFFIX)
-    return {"curves": out.with_name(stem + ".curves.png"), "samples": out.with_name(stem + ".samples.png")}
+    curves, samples = SIDE_FILE_SUFFIXES
+    return {"curves": out.with_name(stem + curves), "samples": out.with_name(stem + samples)}
 
 
 @torch.no_grad()
