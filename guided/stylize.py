@@ -53,6 +53,27 @@ class StylizeDefaults:
 DEFAULTS = StylizeDefaults()
 
 
+def resolved_numbers(preset=None, *, strength: float | None = None, steps: int | None = None,
+                     guidance_scale: float | None = None) -> tuple[float, int, float]:
+    """(strength, steps, guidance_scale) a run uses: each as given, else the preset's, else `DEFAULTS`'."""
+    def pick(given, from_preset, default):
+        return given if given is not None else from_preset if from_preset is not None else default
+
+    return (pick(strength, getattr(preset, "strength", None), DEFAULTS.strength),
+            pick(steps, getattr(preset, "num_inference_steps", None), DEFAULTS.steps),
+            pick(guidance_scale, getattr(preset, "guidance_scale", None), DEFAULTS.guidance_scale))
+
+
+def check_denoising_steps(preset: str | Path | None = None, *, strength: float | None = None,
+                          steps: int | None = None, cli: bool = False) -> None:
+    """At least one denoising step with the strength and steps a run will use (given, else the preset's,
+    else the defaults): checked before any model loads (CLI, REST API), not inside the run."""
+    from guided.guidance.presets import load_preset
+
+    strength, steps, _ = resolved_numbers(load_preset(preset) if preset else None, strength=strength, steps=steps)
+    validate.diffusion_options(cli=cli, strength=strength, steps=steps)
+
+
 @dataclass
 class StylizeResult:
     """One stylized image and everything that produced it."""
@@ -203,15 +224,11 @@ class Stylizer:
             p = load_preset(preset)
             prompt = prompt if prompt is not None else p.prompt
             negative_prompt = negative_prompt if negative_prompt is not None else p.negative_prompt
-            strength = strength if strength is not None else p.strength
-            steps = steps if steps is not None else p.num_inference_steps
-            guidance_scale = guidance_scale if guidance_scale is not None else p.guidance_scale
             if not isinstance(guidance, GuidanceConfig):
                 guidance = {**p.weights, **(guidance or {})}
         config = guidance_from(guidance)
-        strength = DEFAULTS.strength if strength is None else strength
-        steps = DEFAULTS.steps if steps is None else steps
-        guidance_scale = DEFAULTS.guidance_scale if guidance_scale is None else guidance_scale
+        strength, steps, guidance_scale = resolved_numbers(p, strength=strength, steps=steps,
+                                                           guidance_scale=guidance_scale)
         size = size or DEFAULTS.size or self.native_size
         validate.diffusion_options(strength=strength, steps=steps, guidance_scale=guidance_scale, size=size)
         if scheduler is not None and scheduler != self.scheduler:

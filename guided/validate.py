@@ -53,9 +53,11 @@ def style_weights(weights: Sequence[float] | None, count: int, *, name: str = "s
 
 
 #: Ranges of the diffusion path's numbers (the CLI, `Stylizer.run`, compare, batch and the REST API).
-#: steps: diffusers' schedulers are trained on 1000 timesteps; guidance_scale: classifier-free
-#: guidance above ~30 saturates every image; size: the loader's input cap, SD works at 512-1024.
-DIFFUSION_RANGES = {"strength": (0.0, 1.0), "steps": (1, 1000), "guidance_scale": (0.0, 100.0), "size": (32, 4096)}
+#: steps: diffusers' schedulers are trained on 1000 timesteps, and SD 1.x/2.x's (steps_offset 1, "leading"
+#: spacing) put the 1000th step at timestep 1000, past the table: diffusers' own img2img fails there, so
+#: 999; guidance_scale: classifier-free guidance above ~30 saturates every image; size: the loader's
+#: input cap, SD works at 512-1024.
+DIFFUSION_RANGES = {"strength": (0.0, 1.0), "steps": (1, 999), "guidance_scale": (0.0, 100.0), "size": (32, 4096)}
 #: How the CLI spells each of them.
 DIFFUSION_FLAGS = {"strength": "--strength", "steps": "--steps", "guidance_scale": "--guidance-scale",
                    "size": "--size"}
@@ -70,6 +72,15 @@ def diffusion_options(*, cli: bool = False, **values) -> None:
         low, high = DIFFUSION_RANGES[key]
         name = DIFFUSION_FLAGS[key] if cli else key
         number(value, name, low=low, high=high, low_open=key == "strength", integer=key in {"steps", "size"})
+    steps, strength = values.get("steps"), values.get("strength")
+    if steps is not None and strength is not None and int(steps * strength) < 1:
+        flag = DIFFUSION_FLAGS if cli else {k: k for k in DIFFUSION_FLAGS}
+        least = math.ceil(1 / strength)
+        least += int(least * strength) < 1  # float rounding: 3 x 0.3333 is 0.9999
+        more_steps = f"`{flag['steps']}` {least} or more, or " if least <= DIFFUSION_RANGES["steps"][1] else ""
+        raise GuidedError(f"`{flag['strength']}` {strength:g} of `{flag['steps']}` {steps} is no denoising step "
+                          f"(img2img runs int(steps x strength) of them): give {more_steps}"
+                          f"`{flag['strength']}` {math.ceil(1e4 / steps) / 1e4:g} or more")
 
 
 # -- option sets given as data (the REST API's `options` JSON; the same names as the Python API) -----------

@@ -264,3 +264,26 @@ def test_nets_are_resolved_inside_their_folder_and_fast_returns_the_png(tmp_path
         bad = client.post("/api/v1/fast", files={"image": ("a.png", b"nope", "image/png")},
                           data={"net": "mosaic.safetensors"})
         assert bad.status_code == 415
+
+
+def test_network_errors_name_the_network_never_the_servers_folders(tmp_path, stylizer):
+    """A broken or wrong network file (here: text, and a training checkpoint) is refused by its name alone."""
+    import torch
+
+    from guided.fast import TransformerNet
+    from guided.fast.checkpoint import save_checkpoint
+
+    nets = tmp_path / "secret-place" / "nets"
+    nets.mkdir(parents=True)
+    (nets / "garbage.safetensors").write_bytes(b"not safetensors at all")
+    net = TransformerNet("half")
+    save_checkpoint(nets / "mosaic.ckpt.safetensors", net, torch.optim.Adam(net.parameters()), {"step": 0}, {})
+    with client_for(tmp_path, stylizer, nets=nets) as client:
+        for name in ("garbage.safetensors", "mosaic.ckpt.safetensors"):
+            direct = client.post("/api/v1/fast", files={"image": ("a.png", png_bytes(), "image/png")},
+                                 data={"net": name})
+            job = submit(client, method="fast", options={"net": name})
+            record = wait(client, job.json()["id"]) if job.status_code == 202 else job.json()
+            for message in (direct.json()["error"], record["error"]):
+                assert name in message and "secret-place" not in message and str(tmp_path) not in message, message
+            assert direct.status_code == 422

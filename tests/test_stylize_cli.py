@@ -121,7 +121,7 @@ def test_unknown_preset_name_lists_the_known_ones(photo, tmp_path, capsys, share
 @pytest.mark.parametrize("argv, needle", [
     (["--prompt", ""], "`--prompt` is empty"),
     (["--prompt", "x", "--strength", "0"], "`--strength` must be in (0, 1], got 0.0"),
-    (["--prompt", "x", "--steps", "0"], "`--steps` must be in [1, 1000], got 0"),
+    (["--prompt", "x", "--steps", "0"], "`--steps` must be in [1, 999], got 0"),
     (["--prompt", "x", "--style", "MISSING"], "style image '"),
     (["--prompt", "x", "--style", "CORRUPT"], "corrupt.png"),
 ])

@@ -16,7 +16,7 @@ from guided.constants import (
     SCHEDULER_NAMES,
 )
 from guided.io.outputs import Output, check_outputs
-from guided.stylize import DEFAULTS
+from guided.stylize import DEFAULTS, check_denoising_steps
 from guided.validate import diffusion_options, parse_floats, style_weights
 
 logger = logging.getLogger(__name__)
@@ -113,6 +113,7 @@ def check_stylize_options(args: argparse.Namespace) -> None:
 
     diffusion_options(cli=True, strength=args.strength, steps=args.steps, guidance_scale=args.guidance_scale,
                       size=args.size)
+    check_denoising_steps(args.preset, strength=args.strength, steps=args.steps, cli=True)
     if args.style_weights is not None:
         style_weights(args.style_weights, len(args.style), name="--style-weights")
     guidance_from(stylize_kwargs(args)["guidance"])  # each weight a finite number >= 0, named if not

@@ -105,12 +105,14 @@ def _method(args: argparse.Namespace):
         return GatysMethod(args.style, temporal=temporal, preset=args.preset or "default", backbone=args.backbone,
                            iterations=args.iterations, frame_iterations=args.frame_iterations, seed=args.seed,
                            device=args.device, mixed_precision=args.mixed_precision)
+    from guided.stylize import check_denoising_steps
     from guided.validate import diffusion_options
     from guided.video.methods import StylizeMethod
 
     if not args.prompt and not args.preset:
         raise GuidedError("--method stylize needs `--prompt` or `--preset`")
     diffusion_options(cli=True, strength=args.strength, steps=args.steps)
+    check_denoising_steps(args.preset, strength=args.strength, steps=args.steps, cli=True)
     run_options = {k: v for k, v in (("prompt", args.prompt), ("preset", args.preset), ("strength", args.strength),
                                      ("steps", args.steps), ("style", args.style)) if v}
     load_options = {k: v for k, v in (("device", args.device), ("mixed_precision", args.mixed_precision)) if v}

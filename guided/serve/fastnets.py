@@ -74,11 +74,20 @@ class FastNets:
         if reason:
             raise FastUnavailable(reason)
         path = self.path(name)
-        with self._lock:
-            network = self._loaded.get(name)
-            if network is None:
-                from guided.fast import FastStylizer
+        try:
+            with self._lock:
+                network = self._loaded.get(name)
+                if network is None:
+                    from guided.fast import FastStylizer
 
-                network = self._loaded[name] = FastStylizer.load(path)
-        result = network(image, size=size, original_colors=original_colors)
+                    network = self._loaded[name] = FastStylizer.load(path)
+            result = network(image, size=size, original_colors=original_colors)
+        except GuidedError as exc:  # said to a client: the network by its name, never the server's folders
+            raise type(exc)(self.public(str(exc), name)) from None
         return result.image, result.metadata
+
+    def public(self, message: str, name: str) -> str:
+        """`message` with this folder's paths replaced by the network's name and `--nets`."""
+        for folder in {str(self.folder), str(Path(self.folder).resolve())}:
+            message = message.replace(f"{folder}/{name}", name).replace(folder, "--nets")
+        return message

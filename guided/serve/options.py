@@ -72,6 +72,9 @@ def _common_diffusion(opts: dict, styles: int) -> None:
     if opts.get("style_weights") is not None:
         validate.style_weights(validate.numbers(opts["style_weights"], "style_weights"), styles)
     validate.diffusion_options(**{k: opts.get(k) for k in ("strength", "steps", "guidance_scale", "size")})
+    from guided.stylize import check_denoising_steps
+
+    check_denoising_steps(opts.get("preset"), strength=opts.get("strength"), steps=opts.get("steps"))
     if opts.get("seed") is not None:
         _seed(opts["seed"])
     if not opts.get("preset") and not (opts.get("prompt") or "").strip() and not styles:
