@@ -73,10 +73,12 @@ def test_bad_input_is_one_line_and_nothing_is_written(files, tmp_path, capsys, n
     (["--temporal", "1.5"], "`--temporal` must be in [0, 1]"),
     (["--temporal", "nan"], "`--temporal` must be a finite number"),
     (["--fps", "0"], "`--fps` must be in (0, 1000]"),
-    (["--size", "5000"], "`--size` must be in [8, 4096]"),
+    (["--size", "5000"], "`--size` must be in [16, 4096]"),
     (["--start", "2", "--end", "1"], "`--end` (1) must be after `--start` (2)"),
     (["--max-frames", "0"], "`--max-frames` must be in [1, inf]"),
     (["--start", "5"], "has no frames after 5 s"),
+    (["--fps", "0.001"], "at --fps 0.001 (less than one output frame)"),
+    (["--size", "15"], "`--size` must be in [16, 4096], got 15"),
     (["--iterations", "5"], "`--iterations` does not apply to --method fast"),
 ])
 def test_bad_options_are_refused_before_any_work(files, tmp_path, capsys, extra, message):
@@ -208,3 +210,18 @@ def test_a_network_that_gives_nan_stops_at_the_first_frame_naming_it(files, tmp_
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "frame 0" in err and "nan.safetensors" in err and "NaN" in err, err
     assert list(out.parent.iterdir()) == []  # no black video, no work folder left behind
+
+
+@pytest.mark.parametrize("extra", [["--size", "16"], ["--fps", "1000", "--max-frames", "3"], ["--temporal", "0"],
+                                   ["--temporal", "1"], ["--max-frames", "1"], ["--blend", "features", "--size", "16"]])
+def test_the_ends_of_each_video_range_run(files, tmp_path, capsys, extra):
+    out = tmp_path / "o.mp4"
+    assert main(["video", str(files["good"]), "-o", str(out), "--net", str(files["net"]), "-q", *extra]) == 0
+    assert out.is_file() and "Traceback" not in capsys.readouterr().err
+
+
+def test_a_clip_too_small_for_optical_flow_is_refused(tmp_path, capsys, files):
+    tiny = write_clip(tmp_path / "tiny.mp4", [np.zeros((10, 10, 3), np.uint8)] * 3, audio=False)
+    assert main(["video", str(tiny), "-o", str(tmp_path / "o.mp4"), "--net", str(files["net"])]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "at least 16 px on the long side" in err and "tiny.mp4" in err

@@ -25,6 +25,7 @@ from guided.errors import GuidedError, NonFiniteError
 from guided.video.encode import EncodeConfig
 from guided.video.flow import FlowConfig
 from guided.video.methods import FrameMethod
+from guided.video.source import MIN_LONG_SIDE
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ class VideoConfig:
         """Every number once, named as the caller spells it."""
         name = (lambda n: "--" + n.replace("_", "-")) if cli else (lambda n: n)
         if self.size is not None:
-            validate.number(self.size, name("size"), low=8, high=MAX_SIZE, integer=True)
+            validate.number(self.size, name("size"), low=MIN_LONG_SIDE, high=MAX_SIZE, integer=True)
         if self.fps is not None:
             validate.number(self.fps, name("fps"), low=0, high=1000, low_open=True)
         validate.number(self.start, name("start"), low=0)

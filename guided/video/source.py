@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 #: Frame rate of a folder of frames when `fps` is not given: the PAL/web default of most tools.
 FOLDER_FPS = Fraction(25)
+#: The smallest long side of the output: OpenCV's DIS optical flow needs 12 px on one side, and the
+#: feed-forward networks downsample by 4.
+MIN_LONG_SIDE = 16
 #: Frame files a folder may hold (the image loader's formats).
 FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
@@ -171,12 +174,14 @@ def open_clip(path: str | Path, *, size: int | None = None, fps: float | None = 
         clip = _open_video(path, max_side)
         resample = rate_given
     clip.out_width, clip.out_height = output_size(clip.width, clip.height, size)
-    if min(clip.out_width, clip.out_height) < 2:
-        raise GuidedError(f"input video '{path}' is {clip.width}x{clip.height} px: too small to encode")
+    if min(clip.out_width, clip.out_height) < 2 or max(clip.out_width, clip.out_height) < MIN_LONG_SIDE:
+        raise GuidedError(f"input video '{path}' is {clip.out_width}x{clip.out_height} px at the output size: "
+                          f"too small (at least {MIN_LONG_SIDE} px on the long side and 2 on the short one)")
     plan, begin = plan_frames(clip.times, clip.fps, fps=resample, start=start, end=end, max_frames=max_frames)
     if not plan:
         span = f"between {start:g} s and {end:g} s" if end is not None else f"after {start:g} s"
-        raise GuidedError(f"input video '{path}' has no frames {span} (it is {clip.times[-1]:.3g} s long)")
+        rate = f" at --fps {float(resample):g} (less than one output frame)" if resample is not None else ""
+        raise GuidedError(f"input video '{path}' has no frames {span}{rate} (it is {clip.times[-1]:.3g} s long)")
     clip.plan, clip.start = plan, begin
     if resample is not None:
         clip.fps = resample
