@@ -47,7 +47,7 @@ def with_vgg(guidance_models, path: str | None):
     """`guidance_models` with the VGG from `path` (torchvision-format weights) in place of its own."""
     if not path:
         return guidance_models
-    from guided.guidance.objective import GuidanceModels
+    from guided.models.bundle import GuidanceModels
     from guided.models.vgg import VGGFeatures, resolve_backbone
 
     net, info = resolve_backbone(path)

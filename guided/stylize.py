@@ -163,8 +163,8 @@ class Stylizer:
                     "family": "sd", "guidance": gm.info, "random": True}
         else:
             from guided.constants import DEFAULT_SD_MODEL, TINY_DECODERS
-            from guided.models.guidance import load_guidance_models
             from guided.models.hub import model_family, resolve_model_dir
+            from guided.models.loaders import load_guidance_models
 
             source = model or DEFAULT_SD_MODEL
             folder = resolve_model_dir(source, what="Stable Diffusion model",

@@ -254,7 +254,7 @@ class GuidedSamplingMixin:
         resolve_mixed_precision(guidance.mixed_precision, device)  # fp16 on a CPU: an error before any step
         if guidance_models is None:
             if self._guidance_models is None:
-                from guided.models.guidance import load_guidance_models
+                from guided.models.loaders import load_guidance_models
 
                 self._guidance_models = load_guidance_models(guidance)
             guidance_models = self._guidance_models

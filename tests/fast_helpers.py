@@ -33,7 +33,7 @@ def write_style(path: Path, seed: int = 1) -> Path:
 
 
 def tiny_models():
-    from guided.guidance.objective import GuidanceModels
+    from guided.models.bundle import GuidanceModels
     from guided.testing import tiny_vgg
 
     return GuidanceModels(vgg=tiny_vgg(0))

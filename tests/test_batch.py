@@ -19,9 +19,10 @@ from factories import noise as _noise
 from PIL import Image, ImageOps
 
 from guided.batch import BatchSummary, param_hash, run_batch
-from guided.batch.items import find_images, image_extensions, output_name, plan_items
+from guided.batch.items import output_name, plan_items
 from guided.batch.journal import MANIFEST, ManifestWriter, merge_manifests, rank_manifest, read_records
 from guided.errors import GuidedError
+from guided.io.discovery import find_images, image_extensions
 from guided.io.images import ALLOWED_FORMATS, read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]

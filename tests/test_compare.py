@@ -226,7 +226,7 @@ def test_peak_memory_is_measured_per_stage():
 
 
 def test_curves_of_a_subsampled_history_keep_their_step_numbers(tmp_path):
-    from guided.compare.report import curve_points, plot_curves
+    from guided.io.plots import curve_points, plot_curves
 
     history = [{"step": s, "loss": 1.0 / (s + 1), "tv": float("nan")} for s in range(0, 1200)][::2]
     points = curve_points(history, "loss", x_key="step")

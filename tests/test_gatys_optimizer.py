@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from guided.gatys.presets import DEFAULT
-from guided.gatys.transfer import _optimize, _Run
+from guided.gatys.transfer import OptimizationRun, optimize
 
 
 class _Bar:
@@ -77,8 +77,8 @@ def test_the_guard_keeps_lbfgs_moving_where_plain_lbfgs_stalls(seed):
     plain = _plain_lbfgs(objective, _start(seed), steps)
     assert _longest_flat_run(plain) > 20, "this objective no longer stalls plain L-BFGS: the test proves nothing"
 
-    run = _Run(objective, contextlib.nullcontext)
-    _optimize(run, _start(seed), DEFAULT, steps, _Bar(), lambda i, x: None)
+    run = OptimizationRun(objective, contextlib.nullcontext)
+    optimize(run, _start(seed), DEFAULT, steps, _Bar(), lambda i, x: None)
     guarded = [h["total"] for h in run.history]
     assert len(guarded) == steps
     assert guarded[-1] < min(plain) - 1e-3, (guarded[-1], min(plain))
@@ -95,6 +95,6 @@ def test_a_scale_that_cannot_progress_is_said_so():
             zero = (x * 0).sum() + 1.0
             return {"content": zero, "style": zero * 0, "tv": zero * 0, "total": zero}
 
-    run = _Run(Flat(), contextlib.nullcontext)
-    _optimize(run, _start(), DEFAULT, 10, _Bar(), lambda i, x: None)
+    run = OptimizationRun(Flat(), contextlib.nullcontext)
+    optimize(run, _start(), DEFAULT, 10, _Bar(), lambda i, x: None)
     assert run.stalled and any("did not fall" in note for note in run.notes)

@@ -7,8 +7,9 @@ import torch
 from factories import smooth_tensor as _smooth
 
 from guided.config import GuidanceConfig
-from guided.guidance.objective import GuidanceModels, GuidedObjective
-from guided.guidance.targets import TargetCache, digest
+from guided.guidance.objective import GuidedObjective
+from guided.models.bundle import GuidanceModels
+from guided.models.targets import TargetCache, digest
 from guided.testing import tiny_guidance_models
 
 PROMPT = "an oil painting of autumn oaks"

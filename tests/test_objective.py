@@ -8,8 +8,9 @@ from factories import smooth_tensor as _smooth
 
 from guided.config import TERMS, GuidanceConfig, TermWindow
 from guided.errors import GuidedError
-from guided.guidance.objective import GuidanceModels, GuidedObjective, loss_view
+from guided.guidance.objective import GuidedObjective, loss_view
 from guided.losses import content_loss, gram_loss, gram_matrix, spherical_distance, tv_loss
+from guided.models.bundle import GuidanceModels
 from guided.testing import tiny_guidance_models
 
 PROMPT = "an oil painting of autumn oaks"

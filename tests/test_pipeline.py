@@ -207,7 +207,7 @@ def test_preserve_color_keeps_content_chroma(pipe, models):
 # ------------------------------------------------------------------------------ bad input
 @pytest.fixture
 def no_model_loading(monkeypatch):
-    import guided.models.guidance as gm
+    import guided.models.loaders as gm
 
     def fail(*a, **k):
         raise AssertionError("models were loaded before the input was checked")
@@ -296,8 +296,8 @@ def test_non_finite_guidance_gradient_is_skipped_and_recorded(pipe, models, monk
 
 # ------------------------------------------------------------------------------ real VGG-16
 def test_gram_and_content_guidance_with_real_vgg16(shared_images, vgg16_weights, pipe):
-    from guided.guidance.objective import GuidanceModels
     from guided.io.images import load_image
+    from guided.models.bundle import GuidanceModels
     from guided.models.vgg import VGGFeatures, resolve_backbone
 
     net, info = resolve_backbone(str(vgg16_weights))

@@ -82,6 +82,110 @@ def test_the_cycle_check_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": set()}) is None
 
 
+#: The layers, top first: a module may import only from layers below its own, and within its own
+#: subpackage. Groups on one line are independent of each other (neither imports the other); the last
+#: line is the core, whose modules may import one another. Checked over every import, the ones inside
+#: functions included, as import-linter's `layers` contract does.
+LAYERS = [
+    ("guided.__main__",),
+    ("guided.cli", "guided.demo"),
+    ("guided.serve",),
+    ("guided.video",),
+    ("guided.compare", "guided.batch"),
+    ("guided.stylize",),
+    ("pipelines",),
+    ("guided.fast", "guided.gatys"),
+    ("guided.guidance", "guided.testing"),
+    ("guided.models",),
+    ("guided.io",),
+    ("guided.accel", "guided.color", "guided.config", "guided.constants", "guided.errors", "guided.interrupts",
+     "guided.losses", "guided.validate"),
+]
+CORE = len(LAYERS) - 1
+#: The package itself (`guided/__init__`) is the lazy public face: it may name anything; importing it
+#: from inside the package is allowed for its version string only.
+FACADE, FACADE_NAMES = "guided", {"__version__"}
+
+
+def _all_imports(name: str, path: Path, known: set[str]) -> list[tuple[str, int, set[str]]]:
+    """(target module, line, names) for every import of our modules in `name`, in functions too."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            pairs = [(alias.name, set()) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            pairs = [(f"{base}.{a.name}", set()) if f"{base}.{a.name}" in known else (base, {a.name})
+                     for a in node.names]
+        else:
+            continue
+        for target, names in pairs:
+            while target and target not in known:
+                target = target.rpartition(".")[0]
+            if target and target != name:
+                found.append((target, node.lineno, names))
+    return found
+
+
+def _layer_of(name: str) -> tuple[int, str]:
+    """(layer index, group) of module `name`."""
+    for index, groups in enumerate(LAYERS):
+        for group in groups:
+            if name == group or name.startswith(group + "."):
+                return index, group
+    raise AssertionError(f"module {name} is in no layer of tests/test_structure.py LAYERS")
+
+
+def layer_violations(modules: dict[str, Path]) -> list[str]:
+    """Every import that runs up the layers or across independent groups, as 'a:line -> b'."""
+    known = set(modules)
+    bad = []
+    for name, path in modules.items():
+        if name == FACADE:
+            continue
+        mine, group = _layer_of(name)
+        for target, line, names in _all_imports(name, path, known):
+            if target == FACADE:
+                if not names <= FACADE_NAMES:
+                    bad.append(f"{name}:{line} -> {target} ({', '.join(sorted(names - FACADE_NAMES))})")
+                continue
+            theirs, other = _layer_of(target)
+            if theirs > mine or other == group or (theirs == mine == CORE):
+                continue
+            bad.append(f"{name}:{line} -> {target}")
+    return bad
+
+
+def test_every_import_runs_down_the_layers():
+    bad = layer_violations(_modules())
+    assert not bad, "imports that run up the layers (or across independent groups):\n" + "\n".join(bad)
+
+
+def _module_file(root: Path, name: str, text: str) -> Path:
+    path = root.joinpath(*name.split(".")).with_suffix(".py")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_the_layer_check_sees_an_upward_import_inside_a_function(tmp_path):
+    upward = "import os\n\ndef f():\n    from guided.serve.app import create_app\n    return create_app\n"
+    modules = {"guided": _module_file(tmp_path, "guided.__init__", ""),
+               "guided.io.low": _module_file(tmp_path, "guided.io.low", upward),
+               "guided.serve.app": _module_file(tmp_path, "guided.serve.app", "from guided.io.low import f\n")}
+    assert layer_violations(modules) == ["guided.io.low:4 -> guided.serve.app"]
+    modules["guided.io.low"].write_text("from guided import Stylizer\n")  # a facade name other than the version
+    assert layer_violations(modules) == ["guided.io.low:1 -> guided (Stylizer)"]
+    siblings = {"guided.gatys.x": _module_file(tmp_path, "guided.gatys.x", "from guided.fast import y\n"),
+                "guided.fast.y": _module_file(tmp_path, "guided.fast.y", "")}
+    assert layer_violations(siblings) == ["guided.gatys.x:1 -> guided.fast.y"]
+
+
 def test_every_module_imports_in_a_fresh_interpreter():
     names = sorted(n for n in _modules() if not n.endswith("__main__"))  # those run a command
     code = "import importlib, sys\nfor n in sys.argv[1:]:\n    importlib.import_module(n)\nprint('ok')"

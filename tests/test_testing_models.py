@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from guided import testing
-from guided.guidance.objective import GuidanceModels
+from guided.models.bundle import GuidanceModels
 
 PROMPTS = [
     "an oil painting of autumn oaks",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from fast_helpers import tiny_models, write_photos, write_style
 
-from guided.video.synthetic import smooth_flow, temporal_loss, warp_batch
+from guided.fast.temporal import smooth_flow, temporal_loss, warp_batch
 
 
 def test_warp_batch_moves_by_the_flow_and_marks_what_comes_from_outside():

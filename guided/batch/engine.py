@@ -18,16 +18,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import signal
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Protocol
 
-from guided.batch.items import BatchItem, find_images, image_extensions, plan_items
+from guided.batch.items import BatchItem, plan_items
 from guided.batch.journal import (
     MANIFEST,
     ManifestWriter,
@@ -37,6 +35,8 @@ from guided.batch.journal import (
     read_records,
 )
 from guided.errors import GuidedError
+from guided.interrupts import Interrupted, InterruptGuard
+from guided.io.discovery import find_images, image_extensions
 
 
 class BatchJob(Protocol):
@@ -53,14 +53,6 @@ class BatchJob(Protocol):
 
     def run(self, image, label: str) -> tuple[object, dict]:
         """Stylize one RGB PIL image under `label`: (output PIL image, metadata dict)."""
-
-
-class BatchInterrupted(BaseException):
-    """SIGINT/SIGTERM during a batch (a BaseException, so no per-item handler swallows it)."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 @dataclass
@@ -147,46 +139,6 @@ class _Processes:
         from accelerate.utils import gather_object
 
         return gather_object([value])
-
-
-# --- signals -----------------------------------------------------------------------------------
-
-class _Signals:
-    """SIGINT/SIGTERM raise BatchInterrupted, except inside `critical()` (save + record), where
-    they are held until the section ends, so an interrupted item is either complete and recorded
-    or absent."""
-
-    def __init__(self):
-        self.pending: int | None = None
-        self.depth = 0
-        self.previous: dict[int, object] = {}
-
-    def _handle(self, signum, frame) -> None:
-        self.pending = signum
-        if self.depth == 0:
-            raise BatchInterrupted(signum)
-
-    def __enter__(self) -> "_Signals":
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self.previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self.previous.items():
-            signal.signal(sig, handler)
-
-    @contextmanager
-    def critical(self):
-        self.depth += 1
-        try:
-            yield
-        finally:
-            self.depth -= 1
-        if self.pending is not None:
-            raise BatchInterrupted(self.pending)
 
 
 # --- planning ----------------------------------------------------------------------------------
@@ -277,7 +229,7 @@ def run_batch(job: BatchJob, input_dir: str | Path, output_dir: str | Path, *, r
             save_image or default_save
     procs = _Processes(cpu=cpu)
     summary = BatchSummary()
-    with _Signals() as signals:
+    with InterruptGuard() as signals:
         try:
             # 1. Rank 0 folds leftovers of a crashed run, plans, and tells everyone.
             todo, summary.total = _agree_on_plan(procs, job, input_dir, output_dir, recursive, formats)
@@ -289,7 +241,7 @@ def run_batch(job: BatchJob, input_dir: str | Path, output_dir: str | Path, *, r
             # 3. The items, each recorded as soon as it is done or failed.
             _work_through(mine, job, input_dir, output_dir, procs, load_image, save_image, signals, summary,
                           progress)
-        except BatchInterrupted as stop:
+        except Interrupted as stop:
             # Other ranks may be gone too: no barrier, no merge; the next run folds our manifest.
             summary.interrupted = stop.signum
             summary.seconds = time.perf_counter() - started
@@ -328,7 +280,7 @@ def _agree_on_plan(procs: _Processes, job: BatchJob, input_dir: Path, output_dir
 
 
 def _work_through(mine: list[tuple[BatchItem, str]], job: BatchJob, input_dir: Path, output_dir: Path,
-                  procs: _Processes, load_image: Callable, save_image: Callable, signals: _Signals,
+                  procs: _Processes, load_image: Callable, save_image: Callable, signals: InterruptGuard,
                   summary: BatchSummary, progress: bool) -> None:
     """Run this process's items in order, recording each one and counting into `summary`."""
     path = output_dir / MANIFEST if procs.world == 1 else rank_manifest(output_dir, procs.rank)
@@ -349,7 +301,7 @@ def _work_through(mine: list[tuple[BatchItem, str]], job: BatchJob, input_dir: P
 
 
 def _run_item(job: BatchJob, item: BatchItem, params: str, input_dir: Path, output_dir: Path, rank: int,
-              load_image: Callable, save_image: Callable, signals: _Signals, manifest: ManifestWriter) -> dict:
+              load_image: Callable, save_image: Callable, signals: InterruptGuard, manifest: ManifestWriter) -> dict:
     """Do one item and record it; any Exception makes it a failed item, never a stopped batch."""
     start = time.perf_counter()
     source = input_dir / item.input

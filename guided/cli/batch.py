@@ -123,7 +123,7 @@ def make_job(args: argparse.Namespace):
     from guided.batch.jobs import StylizeJob
     from guided.cli.stylize import check_stylize_options, load_kwargs, stylize_kwargs
 
-    check_stylize_options(args)  # wrong for every image: refused before the first one, not per item
+    check_stylize_options(args, presets)  # wrong for every image: refused before the first one, not per item
     run_options = stylize_kwargs(args)
     run_options.pop("preset", None)  # one output per preset: the job sets it per item
     if not presets and not (run_options.get("prompt") or "").strip() and not run_options.get("style"):

@@ -31,8 +31,8 @@ def add_parser(sub) -> None:
 
 def _plan(photos: list[str], output: Path, recursive: bool) -> list[tuple[Path, Path]]:
     """(input, output) pairs; a folder input keeps its relative layout under OUT."""
-    from guided.batch.items import find_images, image_extensions
     from guided.errors import GuidedError
+    from guided.io.discovery import find_images, image_extensions
     from guided.io.images import ALLOWED_FORMATS, SAVE_FORMATS
 
     single = len(photos) == 1 and not Path(photos[0]).is_dir()

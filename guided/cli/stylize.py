@@ -106,14 +106,15 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run, seed=None)  # None: not given, so --from can tell the recorded seed from an explicit one
 
 
-def check_stylize_options(args: argparse.Namespace) -> None:
+def check_stylize_options(args: argparse.Namespace, presets: list[str] | None = None) -> None:
     """The shared stylization options that are wrong whatever the image (stylize, compare, batch):
-    caught before any model loads, and in `batch` before the first item."""
+    caught before any model loads, and in `batch` before the first item (`presets`: its list)."""
     from guided.stylize import guidance_from
 
     diffusion_options(cli=True, strength=args.strength, steps=args.steps, guidance_scale=args.guidance_scale,
                       size=args.size)
-    check_denoising_steps(args.preset, strength=args.strength, steps=args.steps, cli=True)
+    for preset in presets or [args.preset]:
+        check_denoising_steps(preset, strength=args.strength, steps=args.steps, cli=True)
     if args.style_weights is not None:
         style_weights(args.style_weights, len(args.style), name="--style-weights")
     guidance_from(stylize_kwargs(args)["guidance"])  # each weight a finite number >= 0, named if not

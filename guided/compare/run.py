@@ -375,8 +375,9 @@ class _Scorer:
 
 def _write_report(run: _Run, outputs: list[Stage], rows: list[dict], notes: list[str],
                   memory: PeakMemory) -> CompareReport:
-    from guided.compare.report import make_grid, metrics_markdown, plot_curves, render_html
+    from guided.compare.report import metrics_markdown, render_html
     from guided.io.manifest import build_manifest, json_safe
+    from guided.io.plots import make_grid, plot_curves
 
     folder, photo, paintings, stylizer, smoke = run.folder, run.photo, run.paintings, run.stylizer, run.smoke
     title = "guided compare" + (" — SMOKE RUN (tiny random models)" if smoke else "")

@@ -75,7 +75,7 @@ class TrainConfig:
     workers: int = 2  # loader processes: decoding and resizing photos overlaps the step
     device: str | None = None
     cutouts: int = 2  # CLIP crops per image (see GuidanceConfig.cutouts)
-    # ReReVST's temporal loss on synthetic flow (guided.video.synthetic): 0 = off, as Johnson trains. It costs
+    # ReReVST's temporal loss on synthetic flow (guided.fast.temporal): 0 = off, as Johnson trains. It costs
     # one more network pass per step; with 10, a mosaic network's warping error fell 52-70% on two clips at < 3%
     # of style distance (bench/README.md, video). Off by default: its effect on still images is not measured yet.
     temporal_weight: float = 0.0

@@ -43,7 +43,7 @@ class PhotoFolder:
         """Every image under `root` that decodes; broken ones are skipped and counted, never fatal.
 
         An empty folder, or one where no image decodes, is a `GuidedError` naming it."""
-        from guided.batch.items import find_images, image_extensions
+        from guided.io.discovery import find_images, image_extensions
         from guided.io.images import ALLOWED_FORMATS, load_image
 
         root = Path(root)

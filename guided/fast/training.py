@@ -28,6 +28,7 @@ from guided.fast.checkpoint import SUFFIX, checkpoint_path, load_checkpoint, sav
 from guided.fast.config import SIDE_FILE_SUFFIXES, TERM_OPTIONS, TrainConfig
 from guided.fast.network import TransformerNet
 from guided.fast.resume import check_resume, run_identity
+from guided.interrupts import InterruptGuard
 
 logger = logging.getLogger(__name__)
 
@@ -51,30 +52,6 @@ class TrainingInterrupted(GuidedError):
     def __init__(self, message: str, signal_name: str):
         super().__init__(message)
         self.signal_name = signal_name
-
-
-class _Signals:
-    """SIGINT/SIGTERM set a flag; the loop finishes its step, checkpoints and stops."""
-
-    def __init__(self):
-        self.received: str | None = None
-        self._old: dict = {}
-
-    def __enter__(self):
-        import threading
-
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        self.received = signal.Signals(signum).name
-
-    def __exit__(self, *exc):
-        for sig, handler in self._old.items():
-            signal.signal(sig, handler)
-        return False
 
 
 def check_output(output: str | Path) -> Path:
@@ -121,7 +98,7 @@ def _load_styles(styles: Sequence) -> tuple[list[Tensor], list[dict]]:
 
 
 def _models(config: TrainConfig, need_clip: bool, models):
-    from guided.guidance.objective import GuidanceModels
+    from guided.models.bundle import GuidanceModels
     from guided.models.vgg import VGGFeatures, resolve_backbone
 
     if models is not None:
@@ -238,7 +215,7 @@ def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | N
                                          batch_size=config.batch_size, num_workers=config.workers,
                                          worker_init_fn=_quiet_worker)
     weights = {n: guidance.weight(n) / scales[n] for n in names}
-    if config.temporal_weight > 0:  # ReReVST's loss on synthetic flow (guided.video.synthetic); already O(1e-3)
+    if config.temporal_weight > 0:  # ReReVST's loss on synthetic flow (guided.fast.temporal); already O(1e-3)
         names.append("temporal")
         weights["temporal"] = config.temporal_weight
     files = _side_files(out) if out is not None and main else None
@@ -263,7 +240,7 @@ def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | N
     bar = tqdm(total=total, initial=step, desc="train", unit="it", disable=not (progress and main), dynamic_ncols=True)
     model.train()
     start = time.perf_counter()
-    with _Signals() as signals, bar:
+    with InterruptGuard(hold=True) as signals, bar:
         for batch in loader:
             batch = batch.to(accelerator.device, non_blocking=True)
             if config.channels_last:
@@ -274,7 +251,7 @@ def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | N
                 styled = model(batch)
             terms = objective.terms(styled, [n for n in names if n != "temporal"], content=batch)
             if config.temporal_weight > 0:
-                from guided.video.synthetic import temporal_loss
+                from guided.fast.temporal import temporal_loss
 
                 flows = torch.Generator().manual_seed(config.seed * 1_000_003 + step)  # a function of the step
                 with accelerator.autocast():
@@ -352,8 +329,8 @@ def _side_files(out: Path) -> dict[str, Path]:
 def _write_previews(files: dict[str, Path], net: TransformerNet, previews: Tensor, history: list[dict],
                     accelerator) -> None:
     """The loss curves and a grid of the fixed sample photos with the network's current outputs."""
-    from guided.compare.report import make_grid, plot_curves
     from guided.io.images import tensor_to_pil
+    from guided.io.plots import make_grid, plot_curves
 
     net.eval()
     files["samples"].parent.mkdir(parents=True, exist_ok=True)

@@ -147,7 +147,7 @@ def _iterations_per_scale(p: GatysPreset) -> list[int]:
 
 
 @dataclass
-class _Run:
+class OptimizationRun:
     """Mutable state of one optimisation run."""
 
     objective: GatysObjective
@@ -160,7 +160,7 @@ class _Run:
     stalled: bool = False  # some scale ended without progress even after the guards below
 
 
-def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) -> Tensor:
+def optimize(run: OptimizationRun, x: Tensor, p: GatysPreset, steps: int, bar, on_step) -> Tensor:
     """Optimise `x` (normalised space) for `steps` iterations; stops at the first non-finite loss.
 
     History gets one entry per iteration: the losses of the iterate before its step. An L-BFGS line
@@ -213,8 +213,8 @@ def _optimize(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) ->
     return x.detach() if run.stop_reason is None else run.last_good
 
 
-def _optimize_prox(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_step) -> Tensor:
-    """`_optimize` for `optimizer="prox"`: proximal gradient (`guided.gatys.prox`); `lr` is the RMS
+def _optimize_prox(run: OptimizationRun, x: Tensor, p: GatysPreset, steps: int, bar, on_step) -> Tensor:
+    """`optimize` for `optimizer="prox"`: proximal gradient (`guided.gatys.prox`); `lr` is the RMS
     move of its first gradient step on the smooth terms, in normalised units."""
     from guided.gatys.prox import ProxGradient
 
@@ -247,7 +247,7 @@ def _optimize_prox(run: _Run, x: Tensor, p: GatysPreset, steps: int, bar, on_ste
     return opt.point.x.detach()
 
 
-def _check_progress(run: _Run, first: int, size: list[int]) -> None:
+def _check_progress(run: OptimizationRun, first: int, size: list[int]) -> None:
     """A scale whose objective did not fall is said so, in the result and on the console."""
     totals = [h["total"] for h in run.history[first:]]
     if run.stop_reason is None and len(totals) > 1 and not totals[-1] < totals[0]:
@@ -262,7 +262,7 @@ def _check_progress(run: _Run, first: int, size: list[int]) -> None:
 FALLBACK_LR_SCALE = 0.1
 
 
-def _after_a_failed_step(run: _Run, opt, sched, x: Tensor, failed_in_a_row: int, size: list[int]):
+def _after_a_failed_step(run: OptimizationRun, opt, sched, x: Tensor, failed_in_a_row: int, size: list[int]):
     """The L-BFGS line search found no decrease: the image did not move.
 
     torch's L-BFGS would rebuild the same direction from the same curvature memory on the next call
@@ -361,7 +361,7 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
     features = VGGFeatures(net, info.arch, pool=p.pool).to(accelerator.device)
     objective = GatysObjective(features, p)
     autocast = accelerator.autocast if p.mixed_precision != "no" else contextlib.nullcontext
-    run = _Run(objective, autocast)
+    run = OptimizationRun(objective, autocast)
 
     # 3. Coarse-to-fine: each scale halves the next; the image is carried over by bilinear upsampling.
     final_hw = output_size(content_img, p.size)
@@ -396,7 +396,7 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
                                   generator).to(accelerator.device)
             else:
                 x = nn.functional.interpolate(x, size=hw, mode="bilinear", align_corners=False)
-            x = (_optimize_prox if p.optimizer == "prox" else _optimize)(run, x, p, n, bar, on_step)
+            x = (_optimize_prox if p.optimizer == "prox" else optimize)(run, x, p, n, bar, on_step)
             if run.stop_reason is not None:
                 break
     seconds = time.perf_counter() - start
@@ -419,7 +419,7 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
 
 
 def _manifest(p: GatysPreset, info: BackboneInfo, accelerator, seed: int, blend: list[float],
-              content: ImageInput, styles: list[ImageInput], run: _Run, seconds: float) -> dict:
+              content: ImageInput, styles: list[ImageInput], run: OptimizationRun, seconds: float) -> dict:
     from guided.io.manifest import build_manifest
 
     parameters = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(p).items()}

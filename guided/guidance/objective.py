@@ -18,61 +18,24 @@ content targets are computed at that same scale, since Gram statistics depend on
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from guided import validate
 from guided.accel import autocast_for, resolve_mixed_precision
 from guided.config import TERMS, GuidanceConfig
 from guided.errors import GuidedError
-from guided.guidance.targets import TargetCache, digest, model_state
 from guided.losses import blended_gram_targets, content_loss, gram_loss, spherical_distance, tv_loss
-
-if TYPE_CHECKING:
-    from guided.models.clip import ClipGuide
-    from guided.models.vgg import VGGFeatures
+from guided.models.bundle import GuidanceModels
+from guided.models.targets import digest, model_state
 
 #: Which model each term needs, and what it needs as a target.
 TERM_MODEL = {"clip_text": "clip", "clip_style": "clip", "gram": "vgg", "content": "vgg", "tv": None}
 TERM_TARGET = {"clip_text": "prompt", "clip_style": "style image", "gram": "style image",
                "content": "content image", "tv": None}
 _EPS = 1e-12
-
-
-@dataclass
-class GuidanceModels:
-    """The networks guidance needs; any may be None when no active term uses it.
-
-    `tiny_decoder` is a diffusers `AutoencoderTiny`-like module (`.decode(latents).sample`) that
-    the pipeline's fast mode decodes through; the objective only carries it. `targets` keeps the
-    objectives' targets across calls with the same models (guided.guidance.targets).
-    """
-
-    clip: ClipGuide | None = None
-    vgg: VGGFeatures | None = None
-    tiny_decoder: nn.Module | None = None
-    info: dict = field(default_factory=dict)
-    targets: TargetCache = field(default_factory=TargetCache, repr=False, compare=False)
-
-    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> GuidanceModels:
-        """Move every model (in place) to `device` (and `dtype`); returns self."""
-        for module in (self.clip, self.vgg, self.tiny_decoder):
-            if module is not None:
-                module.to(device=device, dtype=dtype) if dtype is not None else module.to(device)
-        return self
-
-    def describe(self) -> dict:
-        """What each model is (name, source, random flag), for output metadata."""
-        out = dict(self.info)
-        if self.clip is not None:
-            out.setdefault("clip", dict(self.clip.info))
-        if self.vgg is not None:
-            out.setdefault("vgg", {"arch": self.vgg.arch})
-        return out
 
 
 def _as_image(image: Tensor, what: str) -> Tensor:

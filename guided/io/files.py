@@ -79,3 +79,12 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
                 digest.update(block)
         _HASH_CACHE[key] = digest.hexdigest()
     return _HASH_CACHE[key]
+
+
+def inside(path: str | Path, folder: str | Path) -> bool:
+    """True when `path`, symlinks resolved, lies inside `folder` (also resolved)."""
+    try:
+        Path(os.path.realpath(path)).relative_to(Path(os.path.realpath(folder)))
+        return True
+    except (ValueError, OSError):
+        return False

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from guided.constants import FORMAT_MAX_SIDE, SAVE_FORMATS
 from guided.errors import GuidedError
+from guided.io.files import inside
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ def check_outputs(outputs: Iterable[Output], inputs: Iterable[str | Path | None]
             if _same_file(path, source):
                 raise GuidedError(f"`{out.option}` '{path}' is one of the inputs ('{source}'): it would be "
                                   "overwritten; choose another output path")
-            if out.replaces and _inside(source, path):
+            if out.replaces and inside(source, path):
                 raise GuidedError(f"`{out.option}` '{path}' holds an input ('{source}') and would be replaced "
                                   "as a whole; choose another output folder")
         _check_writable(path if out.kind == "folder" else path.parent, out.option, path)
@@ -82,14 +83,6 @@ def _same_file(a: Path, b: Path) -> bool:
     except OSError:
         pass
     return a.resolve() == b.resolve()
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
 
 
 def _check_writable(folder: Path, option: str, path: Path) -> None:

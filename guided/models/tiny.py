@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from guided.guidance.objective import GuidanceModels
+from guided.models.bundle import GuidanceModels
 
 #: A tiny open_clip architecture: the real BPE vocabulary (49408 tokens) and 77-token context,
 #: so the real tokenizer works unchanged, with 32-wide two-layer towers and a 32-pixel input.

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 
 from guided.errors import GuidedError
-from guided.serve.security import inside
+from guided.io.files import inside
 
 logger = logging.getLogger(__name__)
 

@@ -12,11 +12,12 @@ import hmac
 import ipaddress
 import json
 import logging
-import os
 import re
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
+
+from guided.io.files import inside
 
 logger = logging.getLogger(__name__)
 
@@ -285,13 +286,3 @@ def unsafe_name(name: str) -> bool:
     """A name with a NUL byte, a backslash, a `..` segment or a control character."""
     return ("\x00" in name or "\\" in name or bool(_SEGMENT.search(name))
             or any(ord(c) < 32 for c in name))
-
-
-def inside(path: Path, folder: Path) -> bool:
-    """True when `path`, symlinks resolved, lies inside `folder` (also resolved)."""
-    try:
-        resolved = Path(os.path.realpath(path))
-        resolved.relative_to(Path(os.path.realpath(folder)))
-        return True
-    except (ValueError, OSError):
-        return False

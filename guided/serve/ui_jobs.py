@@ -70,7 +70,7 @@ def start_job(state, method: str, photo: str | None, styles: list[str] | None, o
 def _read_upload(path: str, folder: Path, limit: int) -> bytes:
     """The bytes of a file the UI library received; only files inside its upload folder are read
     (the UI library checks this too; a path from a client is never opened on its word)."""
-    from guided.serve.security import inside
+    from guided.io.files import inside
 
     if not inside(Path(path), folder):
         raise GuidedError("That file was not uploaded through this page; upload it again")

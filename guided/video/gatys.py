@@ -57,7 +57,7 @@ class TemporalObjective(nn.Module):
 
 
 class _Quiet:
-    """The progress bar `_optimize` expects; the video run has its own per-frame bar."""
+    """The progress bar `optimize` expects; the video run has its own per-frame bar."""
 
     def update(self, n: int = 1) -> None:
         pass
@@ -121,7 +121,7 @@ class GatysMethod:
 
         from guided import validate
         from guided.gatys.images import initial_image, preprocess, style_size
-        from guided.gatys.transfer import _optimize, _Run  # guided.gatys's optimiser, with its stall guard
+        from guided.gatys.transfer import OptimizationRun, optimize  # guided.gatys's optimiser, with its stall guard
         from guided.models.vgg import imagenet_denormalize, imagenet_normalize
 
         p, device = self.preset, self.accelerator.device
@@ -141,8 +141,8 @@ class GatysMethod:
             self.objective.weight = self.temporal * TEMPORAL_SCALE
             steps = self.frame_iterations
         self.steps.append(steps)
-        run = _Run(self.objective, self.autocast)
-        x = _optimize(run, x, p, steps, _Quiet(), lambda i, x: None)
+        run = OptimizationRun(self.objective, self.autocast)
+        x = optimize(run, x, p, steps, _Quiet(), lambda i, x: None)
         self.notes.extend(run.notes)
         if run.stop_reason:
             logger.warning("gatys: %s", run.stop_reason)

@@ -132,7 +132,7 @@ class FastMethod:
     def _feature_blended(self, x, guide: Guide | None) -> np.ndarray:
         import torch
 
-        from guided.video.synthetic import warp_batch
+        from guided.fast.temporal import warp_batch
 
         net = self.stylizer.network
         with torch.no_grad(), self.stylizer.autocast():

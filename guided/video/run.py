@@ -109,7 +109,7 @@ def check_temporal(value: float, name: str = "temporal") -> float:
 def stylize_video(source: str | Path, output: str | Path, method: FrameMethod,
                   config: VideoConfig | None = None) -> VideoResult:
     """Stylize `source` (a video, GIF or folder of frames) into the MP4 `output` with `method`."""
-    from guided.batch.engine import BatchInterrupted, _Signals
+    from guided.interrupts import Interrupted, InterruptGuard
     from guided.io.outputs import Output, check_outputs
     from guided.video.source import open_clip
     from guided.video.work import WorkFolder, work_folder
@@ -136,12 +136,12 @@ def stylize_video(source: str | Path, output: str | Path, method: FrameMethod,
         logger.info("continuing: %d of %d frames already finished in '%s'", resumed, clip.frame_count, work.folder)
     clock = _Clock()
     try:
-        with _Signals() as signals:
+        with InterruptGuard() as signals:
             # 3. The frames (SIGINT/SIGTERM are held while a frame and its record are written).
             _frames(clip, method, work, resumed, meter, clock, signals, config)
             # 4. Encode, read back, publish.
             result = _finish(clip, method, work, output, config, clock, started, resumed)
-    except BatchInterrupted as stop:
+    except Interrupted as stop:
         logger.warning("interrupted: %d of %d frames finished in '%s'; run the same command again to continue",
                        work.done, clip.frame_count, work.folder)
         work.close()

@@ -34,7 +34,7 @@ def load_guidance_models(config: GuidanceConfig | None = None, *, clip: str | tu
                          vgg=DEFAULT_VGG, tiny_decoder: str | None = DEFAULT_TINY_DECODER):
     """`GuidanceModels` with CLIP and VGG (both always: final losses measure every term) and,
     for fast mode, the tiny decoder when its weights are present."""
-    from guided.guidance.objective import GuidanceModels
+    from guided.models.bundle import GuidanceModels
     from guided.models.clip import load_clip
     from guided.models.vgg import VGGFeatures, resolve_backbone
 
