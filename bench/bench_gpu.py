@@ -21,7 +21,6 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-TERMS = ("clip_text", "clip_style", "gram", "content", "tv")
 
 
 def _timed(fn, repeats: int) -> float:
@@ -41,6 +40,7 @@ def diffusion_rows(repeats: int, size: int, steps: int) -> list[tuple[str, str, 
     from diffusers import StableDiffusionImg2ImgPipeline
 
     from guided import GuidanceConfig
+    from guided.constants import GUIDANCE_TERMS
     from guided.testing import bench_guidance_models, sd15_random_components
     from pipelines import GuidedStableDiffusionImg2ImgPipeline
 
@@ -61,7 +61,7 @@ def diffusion_rows(repeats: int, size: int, steps: int) -> list[tuple[str, str, 
         rows.append((f"SD1.5 arch {size}² {steps} steps", f"diffusers img2img {dtype_name}", base, "1.00x"))
         d = GuidanceConfig()
         for mode in ("fast", "full"):
-            config = GuidanceConfig(**{t: getattr(d, t) for t in TERMS}, mode=mode)
+            config = GuidanceConfig(**{t: getattr(d, t) for t in GUIDANCE_TERMS}, mode=mode)
             s = _timed(lambda: pipe(**common, generator=torch.Generator().manual_seed(0), style_image=painting,
                                     guidance=config), repeats)
             rows.append((f"SD1.5 arch {size}² {steps} steps", f"guided {mode}, all terms, {dtype_name}", s,

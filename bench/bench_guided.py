@@ -32,8 +32,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-TERMS = ("clip_text", "clip_style", "gram", "content", "tv")
-ZERO = {t: 0.0 for t in TERMS}
+from guided.constants import GUIDANCE_TERMS  # noqa: E402
+
+ZERO = {t: 0.0 for t in GUIDANCE_TERMS}
 
 
 def configs() -> dict[str, dict | None]:
@@ -43,9 +44,9 @@ def configs() -> dict[str, dict | None]:
     d = GuidanceConfig()
     out: dict[str, dict | None] = {"diffusers": None, "unguided": dict(ZERO)}
     for mode in ("fast", "full"):
-        for term in TERMS:
+        for term in GUIDANCE_TERMS:
             out[f"{mode}:{term}"] = {**ZERO, term: getattr(d, term), "mode": mode}
-        out[f"{mode}:all"] = {**{t: getattr(d, t) for t in TERMS}, "mode": mode}
+        out[f"{mode}:all"] = {**{t: getattr(d, t) for t in GUIDANCE_TERMS}, "mode": mode}
     # The default measures every term's gradient scale on every `norm_every`-th guided step only;
     # this row measures it on every step (the exact, pre-cache cost).
     out["fast:all:norm_every=1"] = {**out["fast:all"], "norm_every": 1}

@@ -8,8 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, field, replace
 
-from guided.constants import FAST_DECODERS, MIXED_PRECISION, MODES
-from guided.constants import GUIDANCE_TERMS as TERMS
+from guided.constants import FAST_DECODERS, GUIDANCE_TERMS, MIXED_PRECISION, MODES
 from guided.errors import GuidedError
 
 #: Gatys et al. (2016): the first ReLU of each block carries the style statistics.
@@ -53,7 +52,7 @@ class TermWindow:
 def _default_windows() -> dict[str, TermWindow]:
     # Every term on every step. img2img at strength < 1 already skips the noisiest steps, so few
     # steps remain, and a term switched off before the end is partly undone by the unguided rest.
-    return {name: TermWindow() for name in TERMS}
+    return {name: TermWindow() for name in GUIDANCE_TERMS}
 
 
 @dataclass
@@ -125,13 +124,13 @@ class GuidanceConfig:
 
     def validate(self) -> None:
         """Raise `GuidedError` naming the first field with a bad value."""
-        for name in TERMS:
+        for name in GUIDANCE_TERMS:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise GuidedError(f"`{name}` weight must be a finite number >= 0, got {value!r}")
         for name, window in self.windows.items():
-            if name not in TERMS:
-                raise GuidedError(f"`windows` has unknown term {name!r}; terms are {', '.join(TERMS)}")
+            if name not in GUIDANCE_TERMS:
+                raise GuidedError(f"`windows` has unknown term {name!r}; terms are {', '.join(GUIDANCE_TERMS)}")
             if not isinstance(window, TermWindow):
                 raise GuidedError(f"`windows[{name!r}]` must be a TermWindow, got {type(window).__name__}")
             window.validate(f"windows[{name!r}]")
@@ -160,19 +159,19 @@ class GuidanceConfig:
 
     @staticmethod
     def term_names() -> tuple[str, ...]:
-        return TERMS
+        return GUIDANCE_TERMS
 
     def weight(self, name: str) -> float:
-        if name not in TERMS:
-            raise GuidedError(f"unknown guidance term {name!r}; terms are {', '.join(TERMS)}")
+        if name not in GUIDANCE_TERMS:
+            raise GuidedError(f"unknown guidance term {name!r}; terms are {', '.join(GUIDANCE_TERMS)}")
         return float(getattr(self, name))
 
     def weights(self) -> dict[str, float]:
-        return {name: self.weight(name) for name in TERMS}
+        return {name: self.weight(name) for name in GUIDANCE_TERMS}
 
     def active_terms(self, step: int, num_steps: int) -> list[str]:
         """Terms with a weight > 0 whose window holds 0-based `step` of `num_steps`."""
-        return [n for n in TERMS if self.weight(n) > 0 and self.windows[n].active(step, num_steps)]
+        return [n for n in GUIDANCE_TERMS if self.weight(n) > 0 and self.windows[n].active(step, num_steps)]
 
     def replace(self, **changes) -> GuidanceConfig:
         """A validated copy with some fields changed."""

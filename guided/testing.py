@@ -7,9 +7,9 @@ from guided.models.tiny import (
                                 TINY_CLIP_CONFIG,
                                 TINY_VGG_WIDTH,
                                 bench_guidance_models,
-                                tiny_autoencoder_tiny,
                                 tiny_clip,
                                 tiny_guidance_models,
+                                tiny_taesd,
                                 tiny_vgg,
 )
 from guided.models.tiny_sd import (
@@ -21,5 +21,5 @@ from guided.models.tiny_sd import (
 from guided.models.tokenizer import open_clip_tokenizer_files
 
 __all__ = ["TINY_CLIP_CONFIG", "TINY_VGG_WIDTH", "bench_guidance_models", "open_clip_tokenizer_files",
-           "sd15_random_components", "sdxl_random_components", "tiny_autoencoder_tiny", "tiny_clip",
+           "sd15_random_components", "sdxl_random_components", "tiny_taesd", "tiny_clip",
            "tiny_guidance_models", "tiny_sd_components", "tiny_sdxl_components", "tiny_vgg"]

@@ -8,9 +8,9 @@ from factories import painting as _painting
 from factories import photo as _photo
 
 from guided import GuidanceConfig
-from guided.constants import GUIDANCE_TERMS as TERMS
+from guided.constants import GUIDANCE_TERMS
 
-ZERO = {t: 0.0 for t in TERMS}
+ZERO = {t: 0.0 for t in GUIDANCE_TERMS}
 DEFAULT = GuidanceConfig()
 
 

@@ -20,7 +20,7 @@ from PIL import Image, ImageOps
 
 from guided.batch import BatchSummary, param_hash, run_batch
 from guided.batch.items import output_name, plan_items
-from guided.batch.journal import MANIFEST, ManifestWriter, merge_manifests, rank_manifest, read_records
+from guided.batch.journal import MANIFEST, JournalWriter, merge_manifests, rank_manifest, read_records
 from guided.errors import GuidedError
 from guided.io.discovery import find_images, image_extensions
 from guided.io.images import ALLOWED_FORMATS, read_metadata
@@ -273,20 +273,20 @@ def test_usage_errors_before_any_work(tmp_path):
 
 def test_torn_manifest_line_is_skipped_and_appends_start_fresh(tmp_path):
     path = tmp_path / MANIFEST
-    with ManifestWriter(path) as m:
+    with JournalWriter(path) as m:
         m.write({"output": "a", "status": "done"})
     with open(path, "a") as f:
         f.write('{"output": "b", "sta')  # a kill -9 in the middle of a write
-    with ManifestWriter(path) as m:
+    with JournalWriter(path) as m:
         m.write({"output": "c", "status": "done"})
     assert [r["output"] for r in read_records(path)] == ["a", "c"]
 
 
 def test_merge_folds_rank_files_once(tmp_path):
-    with ManifestWriter(tmp_path / MANIFEST) as m:
+    with JournalWriter(tmp_path / MANIFEST) as m:
         m.write({"output": "a", "status": "done", "rank": 0})
     for rank, name in ((0, "b"), (1, "c")):
-        with ManifestWriter(rank_manifest(tmp_path, rank)) as m:
+        with JournalWriter(rank_manifest(tmp_path, rank)) as m:
             m.write({"output": name, "status": "done", "rank": rank})
     # A crash after the merged file was written but before the rank files were removed.
     (tmp_path / "manifest.rank2.jsonl").write_text('{"output": "a", "status": "done", "rank": 0}\n')
@@ -304,7 +304,7 @@ def test_leftovers_of_a_crashed_distributed_run_are_merged_and_skipped(tmp_path)
     records = read_records(out / MANIFEST)
     (out / MANIFEST).unlink()
     for rank in (0, 1):
-        with ManifestWriter(rank_manifest(out, rank)) as m:
+        with JournalWriter(rank_manifest(out, rank)) as m:
             for record in records[rank::2]:
                 m.write({**record, "rank": rank})
     (out / ".a.png.invert.png.0123abcd.tmp").write_bytes(b"\x89PNG half")  # a killed writer's temp

@@ -6,7 +6,8 @@ from dataclasses import asdict
 
 import pytest
 
-from guided.config import TERMS, GuidanceConfig, TermWindow
+from guided.config import GuidanceConfig, TermWindow
+from guided.constants import GUIDANCE_TERMS
 from guided.errors import GuidedError
 
 
@@ -14,8 +15,8 @@ def test_defaults_are_valid_and_round_trip_through_json():
     config = GuidanceConfig()
     data = json.loads(json.dumps(asdict(config)))
     assert GuidanceConfig.from_dict(data) == config
-    assert config.term_names() == TERMS == ("clip_text", "clip_style", "gram", "content", "tv")
-    assert all(config.weight(t) > 0 for t in TERMS)  # each term alone is testable at its default weight
+    assert config.term_names() == GUIDANCE_TERMS == ("clip_text", "clip_style", "gram", "content", "tv")
+    assert all(config.weight(t) > 0 for t in GUIDANCE_TERMS)  # each term alone is testable at its default weight
 
 
 @pytest.mark.parametrize("changes, field, value", [

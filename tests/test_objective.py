@@ -6,7 +6,8 @@ import torch
 from factories import rand_tensor as _image
 from factories import smooth_tensor as _smooth
 
-from guided.config import TERMS, GuidanceConfig, TermWindow
+from guided.config import GuidanceConfig, TermWindow
+from guided.constants import GUIDANCE_TERMS
 from guided.errors import GuidedError
 from guided.guidance.objective import GuidedObjective, loss_view
 from guided.losses import content_loss, gram_loss, gram_matrix, spherical_distance, tv_loss
@@ -14,7 +15,7 @@ from guided.models.bundle import GuidanceModels
 from guided.testing import tiny_guidance_models
 
 PROMPT = "an oil painting of autumn oaks"
-OFF = {name: 0.0 for name in TERMS}
+OFF = {name: 0.0 for name in GUIDANCE_TERMS}
 
 
 
@@ -62,8 +63,8 @@ def test_each_term_matches_its_formula(models):
         cont = torch.stack([content_loss(feats[layer], cfeats[layer]) for layer in cfg.content_layers]).mean()
     expected = {"clip_text": spherical_distance(emb, text).mean(), "clip_style": spherical_distance(emb, style).mean(),
                 "gram": gram, "content": cont, "tv": tv_loss(x)}
-    assert list(got) == list(TERMS)
-    for name in TERMS:
+    assert list(got) == list(GUIDANCE_TERMS)
+    for name in GUIDANCE_TERMS:
         assert got[name].dtype == torch.float32
         torch.testing.assert_close(got[name].detach(), expected[name], rtol=1e-5, atol=1e-7)
         assert float(got[name]) > 0
@@ -77,7 +78,7 @@ def test_identical_images_have_zero_gram_and_content_distance(models):
     assert float(obj.terms(content, ["gram"])["gram"]) > 0.0
 
 
-@pytest.mark.parametrize("term", TERMS)
+@pytest.mark.parametrize("term", GUIDANCE_TERMS)
 def test_image_gradient_descends_each_term(models, term):
     obj = _objective(models, _config(**{**OFF, term: 1.0}))
     x = _image(5)
@@ -130,10 +131,10 @@ def test_non_finite_gradient_is_skipped_and_noted(models, normalize):
 
 
 def test_no_active_term_gives_zeros(models):
-    obj = _objective(models, _config(windows={t: TermWindow(start=0.5) for t in TERMS}))
+    obj = _objective(models, _config(windows={t: TermWindow(start=0.5) for t in GUIDANCE_TERMS}))
     grad, values, notes = obj.image_gradient(_image(10), step=0, num_steps=4)
     assert torch.equal(grad, torch.zeros(1, 3, 48, 64)) and values == {} and notes == []
-    assert set(obj.image_gradient(_image(10), step=2, num_steps=4)[1]) == set(TERMS)
+    assert set(obj.image_gradient(_image(10), step=2, num_steps=4)[1]) == set(GUIDANCE_TERMS)
 
 
 def test_terms_without_targets_are_dropped_with_a_note(models):
@@ -162,7 +163,7 @@ def test_weighted_term_without_its_model_is_an_error(models):
     ({"style_images": [], "content_image": None}, ["clip_text", "tv"]),
     ({"prompt": None, "content_image": None}, ["clip_style", "gram", "tv"]),
     ({"prompt": None, "style_images": []}, ["content", "tv"]),
-    ({}, list(TERMS)),
+    ({}, list(GUIDANCE_TERMS)),
 ])
 def test_final_losses_cover_every_term_with_a_target_whatever_the_weights(models, kw, keys):
     if "style_images" in kw and not kw["style_images"]:
@@ -180,7 +181,7 @@ def test_losses_run_in_float32_under_bf16_autocast(models):
     plain = obj.terms(x)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = obj.terms(x)
-    for name in TERMS:
+    for name in GUIDANCE_TERMS:
         assert mixed[name].dtype == torch.float32
         torch.testing.assert_close(mixed[name], plain[name])
 

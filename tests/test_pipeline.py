@@ -6,9 +6,10 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from pipeline_inputs import DEFAULT, TERMS, ZERO, _painting, _photo, assert_clip_text_guidance_lowers_it, run
+from pipeline_inputs import DEFAULT, ZERO, _painting, _photo, assert_clip_text_guidance_lowers_it, run
 
 from guided import GuidanceConfig
+from guided.constants import GUIDANCE_TERMS
 from guided.errors import ImageLoadError, NonFiniteError
 from guided.testing import tiny_guidance_models, tiny_sd_components
 from pipelines import SCHEDULERS, GuidedStableDiffusionImg2ImgPipeline
@@ -54,7 +55,7 @@ def test_zero_weights_equal_diffusers_img2img(components, pipe, models):
     assert not any(h["guided"] for h in got.loss_history)
 
 
-@pytest.mark.parametrize("term", TERMS)
+@pytest.mark.parametrize("term", GUIDANCE_TERMS)
 def test_each_term_alone_lowers_it(pipe, models, unguided, term):
     out = run(pipe, models, **{term: getattr(DEFAULT, term)})
     assert out.final_losses[term] < unguided[term]
@@ -62,8 +63,8 @@ def test_each_term_alone_lowers_it(pipe, models, unguided, term):
 
 
 def test_all_terms_together_lower_each(pipe, models, unguided):
-    out = run(pipe, models, **{t: getattr(DEFAULT, t) for t in TERMS})
-    for term in TERMS:
+    out = run(pipe, models, **{t: getattr(DEFAULT, t) for t in GUIDANCE_TERMS})
+    for term in GUIDANCE_TERMS:
         assert out.final_losses[term] < unguided[term], term
 
 

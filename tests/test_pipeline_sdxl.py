@@ -15,11 +15,12 @@ import numpy as np
 import PIL.Image
 import pytest
 import torch
-from pipeline_inputs import DEFAULT, TERMS, ZERO, _painting, _photo, assert_clip_text_guidance_lowers_it, run
+from pipeline_inputs import DEFAULT, ZERO, _painting, _photo, assert_clip_text_guidance_lowers_it, run
 
 from guided import GuidanceConfig
+from guided.constants import GUIDANCE_TERMS
 from guided.errors import NonFiniteError
-from guided.testing import tiny_autoencoder_tiny, tiny_guidance_models, tiny_sdxl_components
+from guided.testing import tiny_guidance_models, tiny_sdxl_components, tiny_taesd
 from pipelines import SCHEDULERS, GuidedStableDiffusionXLImg2ImgPipeline
 
 
@@ -97,7 +98,7 @@ def test_zero_weights_equal_diffusers_sdxl_img2img(components, pipe, models):
     assert got.images.shape == expected.shape == (2, 64, 96, 3)
     assert np.abs(got.images - expected).max() <= 1e-5
     assert not any(h["guided"] for h in got.loss_history)
-    assert set(got.final_losses) == set(TERMS)  # measured whatever the weights
+    assert set(got.final_losses) == set(GUIDANCE_TERMS)  # measured whatever the weights
 
 
 @pytest.mark.parametrize("window", [{"denoising_end": 0.6}, {"denoising_start": 0.5}])
@@ -136,7 +137,7 @@ def test_zero_weights_equal_diffusers_from_a_saved_folder(sdxl_folder, models):
 
 
 # ------------------------------------------------------------------------------ guidance
-@pytest.mark.parametrize("term", TERMS)
+@pytest.mark.parametrize("term", GUIDANCE_TERMS)
 def test_each_term_alone_lowers_it(pipe, models, unguided, term):
     out = run(pipe, models, **{term: getattr(DEFAULT, term)})
     assert out.final_losses[term] < unguided[term]
@@ -151,8 +152,8 @@ def test_all_terms_together_lower_each(models, seed):
     above the unguided run (measured). That is the random CLIP's geometry, not the pipeline's."""
     pipe = _pipe(tiny_sdxl_components(seed))
     unguided = run(pipe, models).final_losses
-    out = run(pipe, models, **{t: getattr(DEFAULT, t) for t in TERMS})
-    for term in TERMS:
+    out = run(pipe, models, **{t: getattr(DEFAULT, t) for t in GUIDANCE_TERMS})
+    for term in GUIDANCE_TERMS:
         assert out.final_losses[term] < unguided[term], term
 
 
@@ -181,7 +182,7 @@ def test_v_prediction(models, name):
 def test_fast_mode_decodes_with_the_tiny_decoder_when_given(pipe, models, monkeypatch):
     """With a tiny decoder (TAESDXL's stand-in) fast mode never runs the VAE for the loss; without
     one it runs the VAE at `loss_size`."""
-    decoder = tiny_autoencoder_tiny(0, upscale=8)
+    decoder = tiny_taesd(0, upscale=8)
     with_decoder = tiny_guidance_models(0, decoder=False)
     with_decoder.tiny_decoder = decoder
     calls = []
@@ -240,7 +241,7 @@ def overflowing_vae(components):
 def test_fp16_autocast_overflow_in_the_final_decode_is_retried_in_float32(components, overflowing_vae):
     pipe = _pipe({**components, "vae": overflowing_vae})
     guided = tiny_guidance_models(0, decoder=False)
-    guided.tiny_decoder = tiny_autoencoder_tiny(0, upscale=8)  # fast guidance through TAESDXL's stand-in
+    guided.tiny_decoder = tiny_taesd(0, upscale=8)  # fast guidance through TAESDXL's stand-in
 
     def go():
         return pipe(prompt="a painting", image=_photo(), strength=0.8, num_inference_steps=4, output_type="np",

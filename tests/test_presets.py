@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
+from guided.constants import GUIDANCE_TERMS
 from guided.errors import GuidedError
 from guided.guidance.presets import (
     BUILTIN_PRESET_DIR,
     ENV_PRESETS_DIR,
-    WEIGHT_KEYS,
     Preset,
     list_presets,
     load_preset,
@@ -49,7 +49,7 @@ def test_every_shipped_preset_loads_and_is_complete():
         assert preset.description and "\n" not in preset.description
         assert preset.prompt.isascii(), f"{preset.name}: prompts are written in English"
         assert 0 < preset.strength <= 1
-        assert preset.weights and set(preset.weights) <= set(WEIGHT_KEYS)
+        assert preset.weights and set(preset.weights) <= set(GUIDANCE_TERMS)
         assert preset.weights.get("clip_text", 0) > 0, preset.name  # every preset has a prompt
         assert load_preset(preset.name) == preset
     assert "水墨画" in presets["ink-wash"].description
@@ -59,7 +59,7 @@ def test_every_shipped_preset_loads_and_is_complete():
 def test_weight_keys_are_guidance_config_fields():
     config = pytest.importorskip("guided.config")
     fields = {f.name for f in dataclasses.fields(config.GuidanceConfig)}
-    assert set(WEIGHT_KEYS) <= fields
+    assert set(GUIDANCE_TERMS) <= fields
 
 
 # ---------------------------------------------------------------------------------- malformed

@@ -225,7 +225,7 @@ def test_fast_is_a_503_with_a_clear_message_when_guided_fast_is_absent(tmp_path,
 
 
 class _FakeNet:
-    def __call__(self, image, *, size=None, original_colors=False):
+    def __call__(self, image, *, size=None, preserve_color=False):
         return types.SimpleNamespace(image=PIL.Image.eval(image, lambda v: 255 - v),
                                      metadata={"kind": "fast", "network": "fake"})
 

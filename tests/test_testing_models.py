@@ -34,11 +34,11 @@ def test_tiny_guidance_models_are_small_random_and_labelled():
 
 
 def test_tiny_decoder_matches_a_two_block_vae():
-    decoder = testing.tiny_autoencoder_tiny(seed=1, upscale=2)
+    decoder = testing.tiny_taesd(seed=1, upscale=2)
     with torch.no_grad():
         assert decoder.decode(torch.randn(1, 4, 16, 16)).sample.shape == (1, 3, 32, 32)
     with pytest.raises(ValueError, match="`upscale`"):
-        testing.tiny_autoencoder_tiny(upscale=3)
+        testing.tiny_taesd(upscale=3)
 
 
 def test_bench_guidance_models_have_the_real_architectures():

@@ -28,7 +28,7 @@ from typing import Callable, Protocol
 from guided.batch.items import BatchItem, plan_items
 from guided.batch.journal import (
     MANIFEST,
-    ManifestWriter,
+    JournalWriter,
     latest_by_output,
     merge_manifests,
     rank_manifest,
@@ -88,7 +88,7 @@ def param_hash(method: str, label: str, params: dict) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def one_line(exc: BaseException) -> str:
+def failure_reason(exc: BaseException) -> str:
     """The one-line reason recorded for a failed item."""
     text = (str(exc).strip().splitlines() or [""])[0]
     if isinstance(exc, GuidedError):
@@ -272,7 +272,7 @@ def _agree_on_plan(procs: _Processes, job: BatchJob, input_dir: Path, output_dir
             planned = plan(job, input_dir, output_dir, recursive=recursive, formats=formats)
             output_dir.mkdir(parents=True, exist_ok=True)
         except (GuidedError, OSError) as exc:
-            planned = one_line(exc)
+            planned = failure_reason(exc)
     planned = procs.broadcast(planned)
     if isinstance(planned, str):
         raise GuidedError(planned)
@@ -285,7 +285,7 @@ def _work_through(mine: list[tuple[BatchItem, str]], job: BatchJob, input_dir: P
     """Run this process's items in order, recording each one and counting into `summary`."""
     path = output_dir / MANIFEST if procs.world == 1 else rank_manifest(output_dir, procs.rank)
     desc = "batch" if procs.world == 1 else f"batch (rank 0 of {procs.world})"
-    with ManifestWriter(path) as manifest, _progress(len(mine), progress and procs.rank == 0, desc) as bar:
+    with JournalWriter(path) as manifest, _progress(len(mine), progress and procs.rank == 0, desc) as bar:
         for item, params in mine:
             record = _run_item(job, item, params, input_dir, output_dir, procs.rank, load_image, save_image,
                                signals, manifest)
@@ -301,7 +301,7 @@ def _work_through(mine: list[tuple[BatchItem, str]], job: BatchJob, input_dir: P
 
 
 def _run_item(job: BatchJob, item: BatchItem, params: str, input_dir: Path, output_dir: Path, rank: int,
-              load_image: Callable, save_image: Callable, signals: InterruptGuard, manifest: ManifestWriter) -> dict:
+              load_image: Callable, save_image: Callable, signals: InterruptGuard, manifest: JournalWriter) -> dict:
     """Do one item and record it; any Exception makes it a failed item, never a stopped batch."""
     start = time.perf_counter()
     source = input_dir / item.input
@@ -321,7 +321,7 @@ def _run_item(job: BatchJob, item: BatchItem, params: str, input_dir: Path, outp
             manifest.write(record)
         return record
     except Exception as exc:  # noqa: BLE001 - one bad item never stops the batch
-        record.update(status="failed", reason=one_line(exc), seconds=round(time.perf_counter() - start, 4),
+        record.update(status="failed", reason=failure_reason(exc), seconds=round(time.perf_counter() - start, 4),
                       finished=_now())
         with signals.critical():
             manifest.write(record)

@@ -163,7 +163,7 @@ class FastJob:
 
     net: str
     size: int | None = None  # long side of the outputs (None: each photo's own size)
-    original_colors: bool = False
+    preserve_color: bool = False
     mixed_precision: str | None = None
     device: str | None = None
     method: str = "fast"
@@ -177,7 +177,7 @@ class FastJob:
 
     def params(self, label: str) -> dict:
         return {"net": {"file": str(self.net), "sha256": self._hash}, "size": self.size,
-                "original_colors": self.original_colors, "mixed_precision": self.mixed_precision}
+                "preserve_color": self.preserve_color, "mixed_precision": self.mixed_precision}
 
     def load(self) -> None:
         from guided.fast.apply import FastStylizer
@@ -185,5 +185,5 @@ class FastJob:
         self._stylizer = FastStylizer.load(self.net, device=self.device, mixed_precision=self.mixed_precision)
 
     def run(self, image, label: str):
-        result = self._stylizer(image, size=self.size, original_colors=self.original_colors)
+        result = self._stylizer(image, size=self.size, preserve_color=self.preserve_color)
         return result.image, result.metadata

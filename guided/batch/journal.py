@@ -60,7 +60,7 @@ def latest_by_output(records: list[dict]) -> dict[str, dict]:
     return latest
 
 
-class ManifestWriter:
+class JournalWriter:
     """Appends records to one manifest file, each flushed and fsynced before `write` returns."""
 
     def __init__(self, path: Path):
@@ -81,7 +81,7 @@ class ManifestWriter:
     def close(self) -> None:
         self._file.close()
 
-    def __enter__(self) -> "ManifestWriter":
+    def __enter__(self) -> "JournalWriter":
         return self
 
     def __exit__(self, *exc) -> None:

@@ -143,7 +143,7 @@ def _fast_job(args: argparse.Namespace, presets):
         ["--style-weights"] * (args.style_weights is not None)
     if given:
         raise GuidedError(f"{', '.join(given)} do not apply to --method fast (the network is the style)")
-    return FastJob(net=args.net, size=args.size, original_colors=bool(args.preserve_color),
+    return FastJob(net=args.net, size=args.size, preserve_color=bool(args.preserve_color),
                    mixed_precision=args.mixed_precision, device=getattr(args, "device", None))
 
 

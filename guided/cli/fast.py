@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from guided.cli.options import add_deprecated
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -20,8 +18,6 @@ def add_parser(sub) -> None:
                    help="output image (one photo) or folder (several photos, or a folder)")
     p.add_argument("--size", type=int, help="long side of the output in px (default: each photo's own size)")
     p.add_argument("--preserve-color", action="store_true", help="keep the photo's colours (luminance-only)")
-    add_deprecated(p, "--original-colors", dest="preserve_color", new="--preserve-color", nargs=0,
-                   translate=lambda _: True)
     p.add_argument("--mixed-precision", choices=["no", "bf16", "fp16"], default=None,
                    help="PyTorch networks only: bf16 (CPU or GPU) or fp16 (GPU) (default no)")
     p.add_argument("--device", help="cpu, cuda, cuda:N, mps (default: the best available)")
@@ -75,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     failed = 0
     for photo, out in pairs:
         try:
-            result = stylizer(photo, size=args.size, original_colors=args.preserve_color)
+            result = stylizer(photo, size=args.size, preserve_color=args.preserve_color)
         except GuidedError as exc:
             if len(pairs) == 1:
                 raise

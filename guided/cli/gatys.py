@@ -11,7 +11,6 @@ import logging
 import sys
 from pathlib import Path
 
-from guided.cli.options import add_deprecated
 from guided.errors import GuidedError
 from guided.gatys.presets import INITS, OPTIMIZERS, PRESETS
 from guided.io.outputs import Output, check_outputs
@@ -68,10 +67,6 @@ def add_parser(sub) -> None:
     p.add_argument("--style-weights", metavar="W,W,...", help="blend weights of the STYLE images (default equal)")
     p.add_argument("--preserve-color", action=argparse.BooleanOptionalAction, default=None,
                    help=f"luminance-only transfer: keep the photo's colours (default {d.preserve_color})")
-    add_deprecated(p, "--original-colors", dest="preserve_color", new="--preserve-color", nargs=0,
-                   translate=lambda _: True)
-    add_deprecated(p, "--no-original-colors", dest="preserve_color", new="--no-preserve-color", nargs=0,
-                   translate=lambda _: False)
     p.add_argument("--backbone", help="vgg19, vgg16 (torchvision ImageNet weights from the torch hub cache), "
                                       "vgg19-random / vgg16-random (explicitly RANDOM, for tests), or a local "
                                       ".safetensors/.pth torchvision state dict "

@@ -6,8 +6,6 @@ import importlib.util
 import logging
 from pathlib import Path
 
-from guided.cli.options import add_deprecated
-from guided.constants import MODEL_SETS
 from guided.errors import GuidedError
 
 logger = logging.getLogger(__name__)
@@ -29,7 +27,6 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=d.out, help=f"job records, uploads and results (default {d.out})")
     p.add_argument("--tiny", dest="models", action="store_const", const="tiny", default=d.models,
                    help="serve tiny RANDOM models built in code: a smoke test, not real stylizations")
-    add_deprecated(p, "--models", dest="models", new="--tiny", choices=MODEL_SETS)
     p.add_argument("--nets", type=Path, help="folder of fast networks (.safetensors or .onnx) for the Fast tab")
     p.add_argument("--max-upload-mb", type=float, default=d.max_upload_mb,
                    help=f"largest request body in MB, UI and API (default {d.max_upload_mb:g})")

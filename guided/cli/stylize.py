@@ -5,13 +5,11 @@ import argparse
 import logging
 from pathlib import Path
 
-from guided.cli.options import add_deprecated
 from guided.config import GuidanceConfig
 from guided.constants import (
     DEFAULT_CLIP_MODEL,
     DEFAULT_CLIP_PRETRAINED,
     MIXED_PRECISION,
-    MODEL_SETS,
     MODES,
     SCHEDULER_NAMES,
 )
@@ -65,7 +63,6 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
                                   f"(default {DEFAULT_CLIP_MODEL}:{DEFAULT_CLIP_PRETRAINED})")
     r.add_argument("--tiny", dest="models", action="store_const", const="tiny", default="default",
                    help="run on tiny RANDOM models built in code: an offline smoke test of the install")
-    add_deprecated(r, "--models", dest="models", new="--tiny", choices=MODEL_SETS)
 
 
 def add_backbone_option(parser: argparse.ArgumentParser) -> None:

@@ -8,7 +8,8 @@ import argparse
 import sys
 from dataclasses import fields
 
-from guided.fast.config import TERM_OPTIONS, WIDTHS, TrainConfig
+from guided.constants import GUIDANCE_TERMS
+from guided.fast.config import WIDTHS, TrainConfig
 
 _D = TrainConfig()
 _TERM_HELP = {"gram": "VGG Gram (style) loss to the painting(s)", "content": "VGG content loss to each photo",
@@ -49,7 +50,7 @@ def add_parser(sub) -> None:
                         "every later use of the network: lets it paint texture on flat regions such as a "
                         f"clear sky (default {_D.input_noise:g})")
     w = p.add_argument_group("term weights (0 turns a term off)")
-    for name in TERM_OPTIONS:
+    for name in GUIDANCE_TERMS:
         w.add_argument(f"--{name.replace('_', '-')}-weight", dest=name, type=float, default=getattr(_D, name),
                        help=f"{_TERM_HELP[name]} (default {getattr(_D, name):g})")
     w.add_argument("--temporal-weight", type=float, default=_D.temporal_weight,

@@ -25,8 +25,8 @@ import PIL.Image
 
 from guided import validate
 from guided.compare.memory import PeakMemory
-from guided.config import TERMS, GuidanceConfig
-from guided.constants import GATYS_TERMS, MODEL_SETS
+from guided.config import GuidanceConfig
+from guided.constants import GATYS_TERMS, GUIDANCE_TERMS, MODEL_SETS
 from guided.errors import GuidedError
 from guided.io.images import describe_source
 from guided.stylize import DEFAULTS
@@ -102,8 +102,8 @@ def parse_sweep(items: Sequence[str] | dict | None) -> dict[str, list[float]]:
     pairs = items.items() if isinstance(items, dict) else [_split_sweep(s) for s in items]
     sweep: dict[str, list[float]] = {}
     for term, values in pairs:
-        if term not in TERMS:
-            raise GuidedError(f"`--sweep` term {term!r} is not a guidance term; terms: {', '.join(TERMS)}")
+        if term not in GUIDANCE_TERMS:
+            raise GuidedError(f"`--sweep` term {term!r} is not a guidance term; terms: {', '.join(GUIDANCE_TERMS)}")
         values = [values] if isinstance(values, (int, float)) else list(values)
         if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
                              for v in values):
@@ -232,7 +232,7 @@ def _run_all(run: _Run) -> CompareReport:
                                    f"fast{i + 1}" if len(run.fast) > 1 else "fast", memory))
 
     # 2. Plain img2img: every guidance weight 0 is exactly diffusers' img2img (tested in issue 3).
-    zero = GuidanceConfig(**{t: 0.0 for t in TERMS})
+    zero = GuidanceConfig(**{t: 0.0 for t in GUIDANCE_TERMS})
     outputs.append(_stylize_stage(run, zero, "img2img", "img2img (no guidance)", memory))
 
     # 3. Guided img2img, then one guided run per swept value.
@@ -311,7 +311,7 @@ def _stylize_stage(run: _Run, guidance, name: str, label: str, memory: PeakMemor
     memory.reset()
     result = run.stylizer.run(run.content, guidance=guidance, **run.run_kwargs)
     peak = memory.peak_mb()
-    terms = [{k: v for k, v in h.items() if k in TERMS or k == "step"} for h in result.loss_history]
+    terms = [{k: v for k, v in h.items() if k in GUIDANCE_TERMS or k == "step"} for h in result.loss_history]
     history = terms if any(len(h) > 1 for h in terms) else []
     return Stage(name, label, result.image, result.metadata, round(result.seconds, 3), peak, history,
                  "denoising step", list(result.notes))

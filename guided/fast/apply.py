@@ -123,7 +123,7 @@ class FastStylizer:
         return torch.autocast(self.device.type, dtype=dtype)
 
     def __call__(self, photo: str | Path | Image.Image, *, size: int | None = None,
-                 original_colors: bool = False) -> FastResult:
+                 preserve_color: bool = False) -> FastResult:
         """Stylize one photo; `size` is the long side of the output (None: the photo's own size)."""
         from guided.color import transfer_luminance
         from guided.io.images import load_image, pil_to_tensor, tensor_to_pil
@@ -143,10 +143,10 @@ class FastStylizer:
         start = time.perf_counter()
         y = self.run_tensor(x)
         seconds = time.perf_counter() - start
-        if original_colors:
+        if preserve_color:
             y = transfer_luminance(y, x)
         parameters = {"photo": "<PIL image>" if isinstance(photo, Image.Image) else str(photo), "size": size,
-                      "original_colors": original_colors, "output_size": [image.height, image.width]}
+                      "preserve_color": preserve_color, "output_size": [image.height, image.width]}
         metadata = build_manifest(kind="fast", parameters=parameters, seed=None, models={"network": self.describe()},
                                   device=str(self.device), precision=self.mixed_precision,
                                   seconds=round(seconds, 4))

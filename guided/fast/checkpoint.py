@@ -44,10 +44,13 @@ def _check_readable(path: Path, what: str) -> None:
     if path.is_dir():
         raise GuidedError(f"{what} '{path}' is a folder, not a file")
     with open(path, "rb") as fh:
-        head = fh.read(8)
+        head = fh.read(9)
     if not head:
         raise GuidedError(f"{what} '{path}' is empty (0 bytes)")
-    if head.startswith(_PICKLE_MAGIC):
+    # A safetensors file starts with its header's length (8 bytes, little-endian) and then '{'; that
+    # length's first byte can be 0x80 (pickle's marker), so a file of that shape is never a pickle.
+    safetensors_shape = len(head) == 9 and head[8:9] == b"{"
+    if head.startswith(_PICKLE_MAGIC) and not safetensors_shape:
         raise GuidedError(f"{what} '{path}' is a pickle (torch.save) file; guided loads networks from .safetensors "
                           "only, because unpickling can run arbitrary code")
 

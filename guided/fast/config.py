@@ -8,6 +8,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from guided.constants import GUIDANCE_TERMS
 from guided.errors import GuidedError
 
 #: Channels of the three convolution stages. `full` is Johnson's network (1.68 M parameters),
@@ -16,8 +17,6 @@ WIDTHS: dict[str, tuple[int, int, int]] = {"full": (32, 64, 128), "half": (16, 3
 #: Files a training run writes next to its network (`NET.curves.png`, `NET.samples.png`): never training data,
 #: even when the network is written into the photo folder.
 SIDE_FILE_SUFFIXES = (".curves.png", ".samples.png")
-#: The objective's terms a training run can weight (names of `guided.config.GuidanceConfig`).
-TERM_OPTIONS = ("gram", "content", "tv", "clip_text", "clip_style")
 
 
 def check_input_noise(value: object, what: str = "`input_noise`") -> float:
@@ -97,7 +96,7 @@ class TrainConfig:
         if self.width not in WIDTHS:
             raise GuidedError(f"`width` must be one of {', '.join(WIDTHS)}, got {self.width!r}")
         check_input_noise(self.input_noise)
-        for name in (*TERM_OPTIONS, "lr", "temporal_weight"):
+        for name in (*GUIDANCE_TERMS, "lr", "temporal_weight"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
                 raise GuidedError(f"`{name}` must be a finite number >= 0, got {value!r}")

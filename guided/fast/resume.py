@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from guided.constants import GUIDANCE_TERMS
 from guided.errors import GuidedError
-from guided.fast.config import TERM_OPTIONS, TrainConfig
+from guided.fast.config import TrainConfig
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ PART_NAMES = {"styles": "STYLE_IMAGE (the paintings' content)", "prompt": "--pro
 def option_name(setting: str) -> str:
     """A `TrainConfig` field as `guided train` spells it (`gram` -> `--gram-weight`)."""
     flag = setting.replace("_", "-")
-    return f"--{flag}-weight" if setting in TERM_OPTIONS else f"--{flag}"
+    return f"--{flag}-weight" if setting in GUIDANCE_TERMS else f"--{flag}"
 
 
 def photos_digest(root: Path, files: Sequence[Path]) -> str:

@@ -23,9 +23,10 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from guided.constants import GUIDANCE_TERMS
 from guided.errors import GuidedError
 from guided.fast.checkpoint import SUFFIX, checkpoint_path, load_checkpoint, save_checkpoint, save_network
-from guided.fast.config import SIDE_FILE_SUFFIXES, TERM_OPTIONS, TrainConfig
+from guided.fast.config import SIDE_FILE_SUFFIXES, TrainConfig
 from guided.fast.network import TransformerNet
 from guided.fast.resume import check_resume, run_identity
 from guided.interrupts import InterruptGuard
@@ -72,7 +73,7 @@ def term_scales(objective, photos: Tensor, content_layers: Sequence[str]) -> dic
     activations differ by orders of magnitude), like the classic path's relative losses: `gram` by the
     mean square of the target Gram matrices, `content` by the mean square of the content features of the
     sample photos, TV and CLIP terms (already O(1)) by 1."""
-    scales = {name: 1.0 for name in TERM_OPTIONS}
+    scales = {name: 1.0 for name in GUIDANCE_TERMS}
     if objective.gram_targets:
         scales["gram"] = float(torch.stack([t.float().square().mean() for t in objective.gram_targets.values()]).mean())
     if objective.models.vgg is not None:
@@ -170,7 +171,7 @@ def train(styles: Sequence[str | Path], data: str | Path, output: str | Path | N
     guidance_models.to(accelerator.device)
     if config.mixed_precision == "bf16" and guidance_models.vgg is not None:
         guidance_models.vgg.to(torch.bfloat16)  # frozen: no float32 master copy needed; losses stay float32
-    guidance = GuidanceConfig(**{n: float(getattr(config, n)) for n in TERM_OPTIONS}, loss_size=config.image_size,
+    guidance = GuidanceConfig(**{n: float(getattr(config, n)) for n in GUIDANCE_TERMS}, loss_size=config.image_size,
                               cutouts=config.cutouts, normalize_gradients=False, seed=config.seed)
     objective = GuidedObjective(guidance, guidance_models, prompt=prompt, style_images=style_images,
                                 style_weights=config.style_weights, style_size=config.style_size)
@@ -357,7 +358,7 @@ def make_card(config: TrainConfig, total: int, history: list[dict], elapsed: flo
     final = {k: sum(h[k] for h in last) / len(last) for k in last[-1] if k != "step"} if last else {}
     options = {f.name: getattr(config, f.name) for f in fields(config)}
     return {"kind": "fast-network", "styles": styles, "prompt": prompt,
-            "weights": {n: getattr(config, n) for n in TERM_OPTIONS}, "term_scales": scales,
+            "weights": {n: getattr(config, n) for n in GUIDANCE_TERMS}, "term_scales": scales,
             "vgg": models.get("vgg"), "clip": models.get("clip"), "width": config.width,
             "input_noise": config.input_noise, "iterations": total,
             "image_size": config.image_size, "batch_size": config.batch_size, "processes": world,

@@ -328,19 +328,14 @@ def stylize(content: ImageInput, styles: ImageInput | Sequence[ImageInput], *,
             save_every: int | None = None,
             save_dir: str | Path | None = None,
             progress: bool = True,
-            callback: Callable[[int, Tensor, dict], None] | None = None,
-            original_colors: bool | None = None) -> GatysResult:
+            callback: Callable[[int, Tensor, dict], None] | None = None) -> GatysResult:
     """Paint `content` in the style of `styles` by optimising the image (Gatys et al. 2016).
 
     Every option left at None takes the value of `preset` (`guided.gatys.presets.PRESETS`).
     `styles` is one image or several, mixed by `style_weights` (blended Gram targets). `size` is the
     long side (int) or an exact (h, w). `backbone`: see `guided.models.vgg.resolve_backbone`. `callback`
-    gets (iteration, image in [0, 1], last losses) after every step. `original_colors` is the old
-    name of `preserve_color` (deprecated: it is removed in the next release).
+    gets (iteration, image in [0, 1], last losses) after every step.
     """
-    if original_colors is not None:
-        warnings.warn("`original_colors` is deprecated; use `preserve_color`", DeprecationWarning, stacklevel=2)
-        preserve_color = original_colors if preserve_color is None else preserve_color
     # 1. Check inputs and resolve the options against the preset.
     p = override(get_preset(preset), size=size, iterations=iterations, optimizer=optimizer,
                  mixed_precision=mixed_precision, preserve_color=preserve_color, init=init,

@@ -25,7 +25,8 @@ from torch import Tensor
 
 from guided import validate
 from guided.accel import autocast_for, resolve_mixed_precision
-from guided.config import TERMS, GuidanceConfig
+from guided.config import GuidanceConfig
+from guided.constants import GUIDANCE_TERMS
 from guided.errors import GuidedError
 from guided.losses import blended_gram_targets, content_loss, gram_loss, spherical_distance, tv_loss
 from guided.models.bundle import GuidanceModels
@@ -104,7 +105,7 @@ class GuidedObjective:
         has_target = {"clip_text": has_prompt, "clip_style": has_style, "gram": has_style,
                       "content": has_content, "tv": True}
         available = []
-        for name in TERMS:
+        for name in GUIDANCE_TERMS:
             weight = self.config.weight(name)
             if not has_target[name]:
                 if weight > 0:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guided.constants import GUIDANCE_TERMS
 from guided.errors import GuidedError
 
 #: The project's own presets: `prompts/` beside the package in a source checkout or editable
@@ -44,9 +45,6 @@ BUILTIN_PRESET_DIR = _SOURCE_PRESET_DIR if _SOURCE_PRESET_DIR.is_dir() else _PAC
 PRESET_DIRS: tuple[Path, ...] = (BUILTIN_PRESET_DIR,)
 #: Environment variable with the user's own preset folders (os.pathsep-separated).
 ENV_PRESETS_DIR = "GUIDED_PRESETS_DIR"
-
-#: Guidance terms a preset may weight: the weight fields of `guided.GuidanceConfig`.
-WEIGHT_KEYS = ("clip_text", "clip_style", "gram", "content", "tv")
 
 _REQUIRED = ("description", "prompt", "negative_prompt", "strength", "weights")
 _OPTIONAL = ("guidance_scale", "num_inference_steps")
@@ -200,8 +198,8 @@ def _weights(value: Any, where: str) -> dict[str, float]:
         raise GuidedError(f"{where}: field `weights` must be an object, got {type(value).__name__}")
     weights = {}
     for key, weight in value.items():
-        if key not in WEIGHT_KEYS:
-            raise GuidedError(f"{where}: unknown weight `weights.{key}` (known: {', '.join(WEIGHT_KEYS)})")
+        if key not in GUIDANCE_TERMS:
+            raise GuidedError(f"{where}: unknown weight `weights.{key}` (known: {', '.join(GUIDANCE_TERMS)})")
         weight = _number(weight, f"weights.{key}", where)
         if weight < 0:
             raise GuidedError(f"{where}: field `weights.{key}` must be >= 0, got {weight}")

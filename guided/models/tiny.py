@@ -39,7 +39,7 @@ def tiny_vgg(seed: int = 0, arch: str = "vgg19"):
     return VGGFeatures(net, arch)
 
 
-def tiny_autoencoder_tiny(seed: int = 0, *, latent_channels: int = 4, upscale: int = 8, width: int = 8) -> nn.Module:
+def tiny_taesd(seed: int = 0, *, latent_channels: int = 4, upscale: int = 8, width: int = 8) -> nn.Module:
     """A small random diffusers `AutoencoderTiny` decoding latents to images `upscale`× larger.
 
     `upscale` must be a power of two (8 matches Stable Diffusion's VAE; a tiny test VAE with two
@@ -64,7 +64,7 @@ def tiny_guidance_models(seed: int = 0, *, decoder: bool = True, decoder_upscale
     `decoder=False` leaves `tiny_decoder` None (no diffusers import); `decoder_upscale` must match
     the VAE the decoder stands in for (8 for Stable Diffusion, 2 for a two-block tiny VAE).
     """
-    decoder_module = tiny_autoencoder_tiny(seed, upscale=decoder_upscale) if decoder else None
+    decoder_module = tiny_taesd(seed, upscale=decoder_upscale) if decoder else None
     info = {"kind": "tiny", "random": True,
             "clip": {"name": TINY_CLIP_CONFIG["name"], "source": f"random init, seed {seed}", "random": True},
             "vgg": {"arch": "vgg19", "width": TINY_VGG_WIDTH, "source": f"random init, seed {seed}", "random": True},

@@ -126,7 +126,7 @@ def make_router(state) -> APIRouter:
                  response_class=Response, responses={200: {"content": {"image/png": {}}}})
     async def fast(image: Annotated[UploadFile, File(description="the photo")],
                    net: Annotated[str | None, Form(description="network file name (see /nets)")] = None,
-                   options: Annotated[str | None, Form(description="JSON: size, original_colors")] = None):
+                   options: Annotated[str | None, Form(description="JSON: size, preserve_color")] = None):
         unavailable = _fast_unavailable(state, "fast")
         if unavailable is not None:
             return unavailable
@@ -218,6 +218,6 @@ def _fast_png(state, data: bytes, opts: dict) -> bytes:
         except ImageLoadError as exc:
             raise ImageLoadError(str(exc).replace(f"'{upload}'", "")) from None
         image, metadata = state.nets.run(opts["net"], photo, size=opts.get("size"),
-                                         original_colors=bool(opts.get("original_colors", False)))
+                                         preserve_color=bool(opts.get("preserve_color", False)))
         out = save_image(image, Path(tmp) / "result.png", metadata=metadata, sidecar=False)
         return out.read_bytes()

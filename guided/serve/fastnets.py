@@ -2,7 +2,7 @@
 touches `guided.fast` (issue 11), so the real package plugs in here and nowhere else.
 
 The interface used: `guided.fast.FastStylizer.load(path)` gives a callable network;
-`network(image, size=..., original_colors=...)` returns an object with `.image` (PIL) and
+`network(image, size=..., preserve_color=...)` returns an object with `.image` (PIL) and
 `.metadata` (the manifest). Networks are files directly inside the `--nets` folder, `.safetensors`
 or `.onnx`, named by the client only by their file name, which must be one of the listed ones; the
 path is resolved and must still lie inside the folder (a symlink pointing out is refused).
@@ -68,7 +68,7 @@ class FastNets:
             raise GuidedError(f"`net` {name!r} does not lie inside the --nets folder")
         return path
 
-    def run(self, name: str, image, *, size: int | None = None, original_colors: bool = False):
+    def run(self, name: str, image, *, size: int | None = None, preserve_color: bool = False):
         """Stylize `image` (PIL) with network `name`; returns (PIL image, manifest)."""
         reason = self.why_unavailable()
         if reason:
@@ -81,7 +81,7 @@ class FastNets:
                     from guided.fast import FastStylizer
 
                     network = self._loaded[name] = FastStylizer.load(path)
-            result = network(image, size=size, original_colors=original_colors)
+            result = network(image, size=size, preserve_color=preserve_color)
         except GuidedError as exc:  # said to a client: the network by its name, never the server's folders
             raise type(exc)(self.public(str(exc), name)) from None
         return result.image, result.metadata

@@ -18,9 +18,9 @@ METHODS = ("stylize", "gatys", "fast", "compare")
 #: Arguments of the Python API that a job sets itself (its uploads, device, progress) or that name
 #: files on the server, which a client may never do.
 _SET_BY_SERVER = {"self", "content", "style", "styles", "backbone", "device", "mixed_precision", "save_every",
-                  "save_dir", "progress", "callback", "callback_on_step_end", "original_colors"}
-#: The options of `fast` (the fast stylizer's call: `size`, `original_colors`) and of `compare`.
-FAST_OPTIONS = ("net", "size", "original_colors")
+                  "save_dir", "progress", "callback", "callback_on_step_end", "preserve_color"}
+#: The options of `fast` (the fast stylizer's call: `size`, `preserve_color`) and of `compare`.
+FAST_OPTIONS = ("net", "size", "preserve_color")
 COMPARE_OPTIONS = ("prompt", "negative_prompt", "preset", "style_weights", "strength", "steps", "guidance_scale",
                    "seed", "size", "gatys_preset")
 _FIELD = re.compile(r"`([^`]+)`")
@@ -125,8 +125,8 @@ def _fast(options, styles: int, nets) -> dict:
     validate.choice(opts["net"], "net", available)
     if opts.get("size") is not None:
         validate.number(opts["size"], "size", low=16, high=4096, integer=True)
-    if opts.get("original_colors") is not None:
-        validate.flag(opts["original_colors"], "original_colors")
+    if opts.get("preserve_color") is not None:
+        validate.flag(opts["preserve_color"], "preserve_color")
     return opts
 
 

@@ -156,7 +156,7 @@ class Runner:
     def _fast(self, record: JobRecord, control: Control, content, styles) -> Outcome:
         options = dict(record.options)
         image, metadata = self.nets.run(options["net"], content, size=options.get("size"),
-                                        original_colors=bool(options.get("original_colors", False)))
+                                        preserve_color=bool(options.get("preserve_color", False)))
         self._step(record, control, 1, 1, {}, None)
         return Outcome(image, metadata)
 

@@ -10,7 +10,7 @@ import random
 import gradio as gr
 
 from guided.config import GuidanceConfig
-from guided.constants import MODES, SCHEDULER_NAMES
+from guided.constants import GUIDANCE_TERMS, MODES, SCHEDULER_NAMES
 from guided.errors import GuidedError, one_line
 from guided.serve import ui_jobs
 from guided.stylize import DEFAULTS
@@ -83,7 +83,7 @@ def build_ui(state) -> gr.Blocks:
                 with gr.Accordion("Guidance weights and sampling", open=True):
                     with gr.Row():
                         p_w = {term: gr.Slider(0, 5, value=getattr(_G, term), step=0.05, label=term)
-                               for term in ("clip_text", "clip_style", "gram", "content", "tv")}
+                               for term in GUIDANCE_TERMS}
                     with gr.Row():
                         p_mode = gr.Radio(list(MODES), value=_G.mode, label="Mode")
                         p_steps = gr.Slider(1, 100, value=DEFAULTS.steps, step=1, label="Steps")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from guided.batch.journal import ManifestWriter, read_records
+from guided.batch.journal import JournalWriter, read_records
 from guided.io.files import atomic_write
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,7 @@ class WorkFolder:
     def __init__(self, folder: Path, job: dict):
         self.folder, self.job, self.key = folder, job, job_key(job)
         self.records: dict[int, dict] = {}
-        self._writer: ManifestWriter | None = None
+        self._writer: JournalWriter | None = None
 
     def open(self) -> int:
         """Create or reuse the folder; return how many frames are already finished."""
@@ -58,7 +58,7 @@ class WorkFolder:
         for record in read_records(self.folder / RECORDS):
             if isinstance(record.get("index"), int) and self.frame_path(record["index"]).is_file():
                 self.records[record["index"]] = record
-        self._writer = ManifestWriter(self.folder / RECORDS)
+        self._writer = JournalWriter(self.folder / RECORDS)
         return self.done
 
     def _read_key(self) -> str | None:
