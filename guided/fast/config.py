@@ -45,8 +45,9 @@ class TrainConfig:
     final_lr_factor: float = 0.1
     # Long side of the painting for its Gram targets (None: `image_size`, the scale the crops are seen at).
     style_size: int | None = None
-    # "half" by default: 4x fewer parameters, 512x512 in 0.30 s on a quiet 2-core CPU where "full" takes
-    # 0.95 s (the 0.4 s budget); Johnson found half width costs little quality (not re-measured here).
+    # "half" by default: 4x fewer parameters, 512x512 in 0.334 s on a quiet 2-core CPU where "full" takes
+    # 0.839 s (the budget is 0.4 s; bench/README.md, "Fast networks"); Johnson found half width costs
+    # little quality (not re-measured here).
     width: str = "half"
     # Standard deviation of the fixed noise pattern added to the input (pixel range 0-1), in training and
     # in every use of the network (see guided.fast.network). 0 = Johnson's network.
