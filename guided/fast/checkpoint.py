@@ -85,14 +85,14 @@ def save_network(net: TransformerNet, path: str | Path, card: dict) -> Path:
     """Write the network and its card to `path` atomically."""
     from safetensors.torch import save
 
-    from guided.io.images import write_bytes_atomic
+    from guided.io.files import atomic_write
     from guided.io.manifest import json_safe
 
     state = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
     card = {**card, "width": net.width, "input_noise": net.input_noise}
     metadata = {"format": FORMAT, "format_version": FORMAT_VERSION,
                 "card": json.dumps(json_safe(card), ensure_ascii=False, allow_nan=False)}
-    return write_bytes_atomic(path, save(state, metadata=metadata))
+    return atomic_write(path, save(state, metadata=metadata), make_parents=True)
 
 
 def read_card(path: str | Path) -> dict:
@@ -129,7 +129,7 @@ def save_checkpoint(path: str | Path, net: TransformerNet, optimizer: torch.opti
     `state` (JSON): step, history, config, elapsed time...; `rng`: generator states as uint8 tensors."""
     from safetensors.torch import save
 
-    from guided.io.images import write_bytes_atomic
+    from guided.io.files import atomic_write
     from guided.io.manifest import json_safe
 
     tensors = {f"model.{k}": v.detach().to("cpu", torch.float32).contiguous() for k, v in net.state_dict().items()}
@@ -145,7 +145,7 @@ def save_checkpoint(path: str | Path, net: TransformerNet, optimizer: torch.opti
     metadata = {"format": CHECKPOINT_FORMAT, "format_version": FORMAT_VERSION, "width": net.width,
                 "state": json.dumps(json_safe(state), allow_nan=False),
                 "optim_groups": json.dumps(json_safe(opt["param_groups"])), "optim_scalars": json.dumps(scalars)}
-    return write_bytes_atomic(path, save(tensors, metadata=metadata))
+    return atomic_write(path, save(tensors, metadata=metadata), make_parents=True)
 
 
 def load_checkpoint(path: str | Path) -> tuple[dict[str, Tensor], dict, dict, dict[str, Tensor], str]:

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
+
+from guided.errors import GuidedError, one_line
 
 
 def write_temp(target: Path, write: Callable[[IO[bytes]], object]) -> Path:
@@ -33,9 +36,15 @@ def write_temp(target: Path, write: Callable[[IO[bytes]], object]) -> Path:
     return tmp
 
 
-def atomic_write(path: str | Path, data: bytes | str | Callable[[IO[bytes]], object]) -> Path:
-    """Replace `path` with `data` (bytes, text as UTF-8, or a function writing to a binary file)."""
-    path = Path(path)
+def atomic_write(path: str | Path, data: bytes | str | Callable[[IO[bytes]], object], *,
+                 make_parents: bool = False) -> Path:
+    """Replace `path` with `data` (bytes, text as UTF-8, or a function writing to a binary file).
+    `make_parents`: create its folder first (an explicit output path), as image saving does."""
+    path = Path(path).expanduser()
+    if make_parents:
+        if path.is_dir():
+            raise GuidedError(f"cannot write '{path}': it is a directory")
+        make_parent(path)
     if isinstance(data, str):
         data = data.encode("utf-8")
     write = data if callable(data) else (lambda fh: fh.write(data))
@@ -47,6 +56,33 @@ def atomic_write(path: str | Path, data: bytes | str | Callable[[IO[bytes]], obj
         raise
     fsync_dir(path.parent)
     return path
+
+
+def make_parent(path: Path) -> None:
+    """Create the folder `path` goes in; a GuidedError naming it when that cannot be."""
+    parent = path.parent
+    if parent.exists() and not parent.is_dir():
+        raise GuidedError(f"cannot save '{path}': '{parent}' is not a folder")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise GuidedError(f"cannot create the folder for '{path}': {one_line(exc)}") from None
+
+
+#: The hidden temporaries `write_temp` makes: `.NAME.XXXXXXXX.tmp`.
+TEMP_NAME = re.compile(r"\.(?P<name>.+)\.[0-9a-f]{8}\.tmp")
+
+
+def remove_stale_temps(folder: Path, *, target: str | None = None, recursive: bool = False) -> int:
+    """Delete the temporaries a killed writer left in `folder` (below it too with `recursive`), only
+    those of the file named `target` when given; returns how many."""
+    removed = 0
+    for path in (folder.rglob(".*.tmp") if recursive else folder.glob(".*.tmp")):
+        match = TEMP_NAME.fullmatch(path.name)
+        if match and (target is None or match["name"] == target) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def fsync_dir(folder: Path) -> None:

@@ -24,7 +24,7 @@ from PIL import Image, ImageOps, PngImagePlugin
 from guided import __version__
 from guided.constants import SAVE_FORMATS
 from guided.errors import GuidedError, ImageLoadError, NonFiniteError, one_line
-from guided.io.files import fsync_dir, write_temp
+from guided.io.files import fsync_dir, make_parent, write_temp
 
 if TYPE_CHECKING:
     import torch
@@ -237,7 +237,7 @@ def save_image(image: Image.Image, path: str | Path, *, metadata: dict | None = 
         raise GuidedError(f"metadata for '{path}' {why}; pass sidecar=True or save as .png")
     if path.is_dir():
         raise GuidedError(f"cannot save to '{path}': it is a directory")
-    _make_parent(path)
+    make_parent(path)
 
     fresh = Image.frombytes(image.mode, image.size, image.tobytes())  # no EXIF/GPS/ICC carried over
     options = _save_options(fmt, text if in_file else None)
@@ -307,27 +307,6 @@ def _xmp_packet() -> str:
             'xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"><rdf:Description '
             'xmlns:Iptc4xmpExt="http://iptc.org/std/Iptc4xmpExt/2008-02-29/" '
             f'Iptc4xmpExt:DigitalSourceType="{DIGITAL_SOURCE_TYPE_URI}"/></rdf:RDF></x:xmpmeta>')
-
-
-def _make_parent(path: Path) -> None:
-    parent = path.parent
-    if parent.exists() and not parent.is_dir():
-        raise GuidedError(f"cannot save '{path}': '{parent}' is not a folder")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)  # an explicit -o path: create its folder
-    except OSError as exc:
-        raise GuidedError(f"cannot create the folder for '{path}': {one_line(exc)}") from None
-
-
-def write_bytes_atomic(path: str | Path, data: bytes) -> Path:
-    """Write `data` to `path` atomically (creating its folder), as `save_image` does; see `io.files.atomic_write`."""
-    from guided.io.files import atomic_write
-
-    path = Path(path).expanduser()
-    if path.is_dir():
-        raise GuidedError(f"cannot write '{path}': it is a directory")
-    _make_parent(path)
-    return atomic_write(path, data)
 
 
 # --------------------------------------------------------------------------------------------- read

@@ -1,5 +1,5 @@
 """Fast networks for `/api/v1/fast`, `/api/v1/nets` and the Fast tab: the one place the server
-touches `guided.fast` (issue 11), so the real package plugs in here and nowhere else.
+touches `guided.fast`.
 
 The interface used: `guided.fast.FastStylizer.load(path)` gives a callable network;
 `network(image, size=..., preserve_color=...)` returns an object with `.image` (PIL) and
@@ -9,7 +9,6 @@ path is resolved and must still lie inside the folder (a symlink pointing out is
 """
 from __future__ import annotations
 
-import importlib.util
 import logging
 import threading
 from pathlib import Path
@@ -27,14 +26,6 @@ class FastUnavailable(GuidedError):
     """The fast path cannot run here (no `guided.fast`, or no `--nets` folder): a 503."""
 
 
-def fast_available() -> bool:
-    """Whether the `guided.fast` package is installed in this build."""
-    try:
-        return importlib.util.find_spec("guided.fast") is not None
-    except (ImportError, ValueError):
-        return False
-
-
 class FastNets:
     """The networks of one `--nets` folder (or none), each loaded once on first use."""
 
@@ -44,9 +35,6 @@ class FastNets:
         self._lock = threading.Lock()
 
     def why_unavailable(self) -> str | None:
-        if not fast_available():
-            return ("fast networks are not available in this build: the guided.fast package (issue 11) is not "
-                    "installed")
         if self.folder is None:
             return "no fast networks: start the server with --nets FOLDER (.safetensors or .onnx files)"
         return None

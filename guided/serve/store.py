@@ -25,8 +25,7 @@ logger = logging.getLogger(__name__)
 
 #: What a job id looks like (uuid4 hex): the only ids that are ever looked up on disk.
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")
-#: States a job passes through; the last three are final.
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
+#: The final states of a job (it passes through "queued" and "running" first).
 FINAL = frozenset({"done", "failed", "cancelled"})
 RESULT_NAME = "result.png"
 

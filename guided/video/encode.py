@@ -49,13 +49,6 @@ def temp_path(target: Path) -> Path:
     return target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
 
 
-def remove_stale_temps(target: Path) -> None:
-    """Temporaries of `target` left by a killed run (only ours: `.NAME.XXXXXXXX.tmp`)."""
-    for path in target.parent.glob(f".{target.name}.*.tmp"):
-        if len(path.name) == len(target.name) + 14:
-            path.unlink(missing_ok=True)
-
-
 def write_mp4(frames: Iterable[np.ndarray], path: Path, *, fps: Fraction, width: int, height: int,
               audio: AudioSpan | None = None, config: EncodeConfig = EncodeConfig()) -> int:
     """Encode `frames` (RGB uint8, `height` x `width`) to `path` at `fps`; return the frame count."""
@@ -182,5 +175,5 @@ def publish(temp: Path, target: Path, metadata: dict) -> Path:
     return target
 
 
-__all__ = ["AudioSpan", "EncodeConfig", "Written", "inspect_mp4", "publish", "remove_stale_temps", "temp_path",
+__all__ = ["AudioSpan", "EncodeConfig", "Written", "inspect_mp4", "publish", "temp_path",
            "write_mp4"]

@@ -222,14 +222,15 @@ def _frames(clip, method: FrameMethod, work, resumed: int, meter, clock: _Clock,
 
 def _finish(clip, method: FrameMethod, work, output: Path, config: VideoConfig, clock: _Clock, started: float,
             resumed: int) -> VideoResult:
-    from guided.video.encode import AudioSpan, inspect_mp4, publish, remove_stale_temps, temp_path, write_mp4
+    from guided.io.files import remove_stale_temps
+    from guided.video.encode import AudioSpan, inspect_mp4, publish, temp_path, write_mp4
     from guided.video.metric import mean_error
 
     if work.done < clip.frame_count:
         raise GuidedError(f"input video '{clip.path}' gave {work.done} of its {clip.frame_count} planned frames "
                           "(a damaged file?); nothing was written")
     mark = time.perf_counter()
-    remove_stale_temps(output)
+    remove_stale_temps(output.parent, target=output.name)
     temp = temp_path(output)
     audio = (AudioSpan(clip.path, clip.origin + clip.start, clip.origin + clip.start + clip.duration)
              if clip.audio else None)
