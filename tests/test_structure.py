@@ -214,6 +214,13 @@ def test_the_public_api_is_reachable_lazily():
     assert {"GuidanceConfig", "Stylizer", "gatys_stylize"} <= set(guided.__all__)
     for name in guided.__all__:
         assert getattr(guided, name) is not None
+    import importlib.util
+
+    for package in ("guided.video", "guided.fast", "guided.serve"):  # their lazy maps name real modules
+        module = importlib.import_module(package)
+        for name in getattr(module, "__all__", ()):
+            if package != "guided.video" or importlib.util.find_spec("av"):
+                assert getattr(module, name) is not None, f"{package}.{name}"
 
 
 def test_files_stay_small():

@@ -132,7 +132,7 @@ class Counting:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_resume_after_an_interrupt_redoes_no_finished_frame(clip, tmp_path, signum):
     from guided.video.run import VideoConfig, VideoInterrupted, stylize_video
-    from guided.video.source import open_clip
+    from guided.video.source import open_video
     from guided.video.work import work_folder
 
     out = tmp_path / "out.mp4"
@@ -146,7 +146,7 @@ def test_resume_after_an_interrupt_redoes_no_finished_frame(clip, tmp_path, sign
     second = Counting()
     result = stylize_video(clip, out, second, VideoConfig(progress=False))
     assert len(second.calls) == 6 and result.resumed == 4  # frames 4..9 only
-    decoded = [frame for _, frame in open_clip(clip).frames()]
+    decoded = [frame for _, frame in open_video(clip).frames()]
     assert len(first.calls) == 4
     np.testing.assert_array_equal(second.calls[0], decoded[4])
     assert inspect_mp4(out).frames == 10 and not work.exists()

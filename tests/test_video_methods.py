@@ -31,7 +31,7 @@ def style(tmp_path_factory) -> Path:
 
 def test_gatys_warm_starts_later_frames_and_the_temporal_loss_lowers_the_warping_error(clip, style, tmp_path):
     from guided.models.vgg import make_vgg_features
-    from guided.video.gatys import GatysMethod
+    from guided.video.gatys_method import GatysMethod
     from guided.video.run import VideoConfig, stylize_video
 
     errors, methods = {}, {}

@@ -98,7 +98,7 @@ def _method(args: argparse.Namespace):
         return FastMethod(args.net, temporal=temporal, blend=args.blend, device=args.device,
                           mixed_precision=args.mixed_precision)
     if args.method == "gatys":
-        from guided.video.gatys import GatysMethod
+        from guided.video.gatys_method import GatysMethod
 
         if not args.style:
             raise GuidedError("--method gatys needs `--style STYLE` (the painting(s) to paint with)")

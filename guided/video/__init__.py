@@ -1,7 +1,7 @@
 """Video stylization without flicker: every paradigm frame by frame, kept consistent along the optical flow.
 
 `source` reads a clip (PyAV: a video file or a GIF; or a folder of frames), `flow` computes DIS flow
-and occlusion masks (OpenCV), `methods` and `gatys` stylize one frame given the previous output
+and occlusion masks (OpenCV), `methods` and `gatys_method` stylize one frame given the previous output
 warped onto it, `metric` measures Lai et al.'s warping error, `work` keeps finished frames across
 runs, `encode` writes the H.264 MP4 with the input's audio, `run` ties them together.
 
@@ -18,8 +18,8 @@ from __future__ import annotations
 import importlib
 
 _LAZY = {"stylize_video": "run", "VideoConfig": "run", "VideoResult": "run", "FastMethod": "methods",
-         "StylizeMethod": "methods", "GatysMethod": "gatys", "FlowConfig": "flow", "EncodeConfig": "encode",
-         "open_clip": "source", "warping_error": "metric"}
+         "StylizeMethod": "methods", "GatysMethod": "gatys_method", "FlowConfig": "flow", "EncodeConfig": "encode",
+         "open_video": "source", "warping_error": "metric"}
 
 __all__ = sorted(_LAZY)
 

@@ -13,7 +13,7 @@ from the second frame on, the flow-warped previous output and its non-occlusion 
 - `StylizeMethod`: guided img2img with the same seed for every frame (the same noise, so the same
   texture choices), starting from the current frame with the warped previous result blended into
   it. Diffusion takes seconds per frame on a GPU and minutes on a CPU: meant for GPUs.
-- `GatysMethod` (guided.video.gatys): Ruder et al.'s warped initialisation and temporal loss.
+- `GatysMethod` (guided.video.gatys_method): Ruder et al.'s warped initialisation and temporal loss.
 """
 from __future__ import annotations
 

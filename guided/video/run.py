@@ -111,7 +111,7 @@ def stylize_video(source: str | Path, output: str | Path, method: FrameMethod,
     """Stylize `source` (a video, GIF or folder of frames) into the MP4 `output` with `method`."""
     from guided.interrupts import Interrupted, InterruptGuard
     from guided.io.outputs import Output, check_outputs
-    from guided.video.source import open_clip
+    from guided.video.source import open_video
     from guided.video.work import WorkFolder, work_folder
 
     started = time.perf_counter()
@@ -122,7 +122,7 @@ def stylize_video(source: str | Path, output: str | Path, method: FrameMethod,
     output = Path(output).expanduser()
     check_outputs([Output(output, "--output", kind="file", suffixes=(".mp4",))],
                   inputs=[source, *config.styles, getattr(method, "network", None)])
-    clip = open_clip(source, size=config.size, fps=config.fps, start=config.start, end=config.end,
+    clip = open_video(source, size=config.size, fps=config.fps, start=config.start, end=config.end,
                      max_frames=config.max_frames)
     meter = _style_meter(config)
     method.load()  # a bad network or model is refused here, before anything is written

@@ -1,12 +1,12 @@
 """Reading a clip: a video file (PyAV), an animated GIF (PyAV's gif demuxer) or a folder of frames.
 
-`open_clip(path, ...)` checks the input once, before any work: it must exist, hold a video stream,
-be no larger than the image cap, and every frame the output needs must decode. It returns a `Clip`
+`open_video(path, ...)` checks the input once, before any work: it must exist, hold a video stream,
+be no larger than the image cap, and every frame the output needs must decode. It returns a `VideoInput`
 whose `plan` lists, for every output frame, the input frame it shows, from the packets' timestamps
 alone (no decoding), so the frame count is known before the first frame is stylized and a resumed
 run knows exactly which frames are left.
 
-    clip = open_clip("in.mp4", size=640, start=1.0, end=3.0)
+    clip = open_video("in.mp4", size=640, start=1.0, end=3.0)
     for index, rgb in clip.frames():   # (H, W, 3) uint8, even H and W
         ...
 """
@@ -36,7 +36,7 @@ FRAME_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 
 
 @dataclass
-class Clip:
+class VideoInput:
     """An opened input and the output frames planned from it."""
 
     path: Path
@@ -159,9 +159,9 @@ def plan_frames(times: list[float], rate: Fraction, *, fps: Fraction | None = No
     return plan, begin
 
 
-def open_clip(path: str | Path, *, size: int | None = None, fps: float | None = None, start: float = 0.0,
+def open_video(path: str | Path, *, size: int | None = None, fps: float | None = None, start: float = 0.0,
               end: float | None = None, max_frames: int | None = None,
-              max_side: int = DEFAULT_MAX_SIDE) -> Clip:
+              max_side: int = DEFAULT_MAX_SIDE) -> VideoInput:
     """Check `path` and plan its output frames; one `GuidedError` naming the file for a bad input."""
     path = Path(path).expanduser()
     if not path.exists():
@@ -171,7 +171,7 @@ def open_clip(path: str | Path, *, size: int | None = None, fps: float | None = 
         clip = _open_folder(path, rate_given or FOLDER_FPS, max_side)
         resample = None  # --fps names a folder's rate, it does not resample it
     else:
-        clip = _open_video(path, max_side)
+        clip = _open_file(path, max_side)
         resample = rate_given
     clip.out_width, clip.out_height = output_size(clip.width, clip.height, size)
     if min(clip.out_width, clip.out_height) < 2 or max(clip.out_width, clip.out_height) < MIN_LONG_SIDE:
@@ -189,7 +189,7 @@ def open_clip(path: str | Path, *, size: int | None = None, fps: float | None = 
     return clip
 
 
-def _probe(clip: Clip) -> None:
+def _probe(clip: VideoInput) -> None:
     """Decode every input frame the plan needs, once, before any work: a file damaged halfway (a cut-off
     download, a truncated frame of a folder) fails here, not after minutes of stylizing. Decoding is a
     few milliseconds a frame, next to a tenth of a second or more to stylize it."""
@@ -218,7 +218,7 @@ def _probe(clip: Clip) -> None:
                       "(a truncated file?); nothing was written")
 
 
-def _open_video(path: Path, max_side: int) -> Clip:
+def _open_file(path: Path, max_side: int) -> VideoInput:
     import av
 
     try:
@@ -243,7 +243,7 @@ def _open_video(path: Path, max_side: int) -> Clip:
         audio = bool(container.streams.audio)
         # Every stream attribute is read while the container is open: PyAV 18 refuses them after close.
         start = float(origin * stream.time_base)
-    return Clip(path, kind, width, height, width, height, Fraction(rate), codec, audio, 0.0, times=times,
+    return VideoInput(path, kind, width, height, width, height, Fraction(rate), codec, audio, 0.0, times=times,
                 stamps=stamps, origin=start)
 
 
@@ -308,7 +308,7 @@ def _check_folder_sizes(files: list[Path], size: tuple[int, int]) -> None:
                               "every frame of a folder must have one size")
 
 
-def _open_folder(path: Path, rate: Fraction, max_side: int) -> Clip:
+def _open_folder(path: Path, rate: Fraction, max_side: int) -> VideoInput:
     from guided.io.images import load_image
 
     files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in FRAME_SUFFIXES
@@ -318,8 +318,8 @@ def _open_folder(path: Path, rate: Fraction, max_side: int) -> Clip:
     first = load_image(files[0], what="frame", max_side=max_side)
     _check_folder_sizes(files, first.size)
     times = [i / float(rate) for i in range(len(files))]
-    return Clip(path, "frames", first.width, first.height, first.width, first.height, rate, "images", False, 0.0,
+    return VideoInput(path, "frames", first.width, first.height, first.width, first.height, rate, "images", False, 0.0,
                 times=times, files=files)
 
 
-__all__ = ["Clip", "FOLDER_FPS", "open_clip", "output_size", "plan_frames"]
+__all__ = ["VideoInput", "FOLDER_FPS", "open_video", "output_size", "plan_frames"]
