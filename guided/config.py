@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from guided.constants import FAST_DECODERS, GUIDANCE_TERMS, MIXED_PRECISION, MODES
 from guided.errors import GuidedError
+from guided.validate import number
 
 #: Gatys et al. (2016): the first ReLU of each block carries the style statistics.
 DEFAULT_GRAM_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -33,8 +34,7 @@ class TermWindow:
     def validate(self, name: str = "window") -> None:
         for key in ("start", "end"):
             value = getattr(self, key)
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-                raise GuidedError(f"`{name}.{key}` must be a fraction in [0, 1], got {value!r}")
+            number(value, f"{name}.{key}", low=0.0, high=1.0)
         if self.start > self.end:
             raise GuidedError(f"`{name}.start` ({self.start!r}) must not be after `{name}.end` ({self.end!r})")
         if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
@@ -126,8 +126,7 @@ class GuidanceConfig:
         """Raise `GuidedError` naming the first field with a bad value."""
         for name in GUIDANCE_TERMS:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise GuidedError(f"`{name}` weight must be a finite number >= 0, got {value!r}")
+            number(value, name, low=0.0)
         for name, window in self.windows.items():
             if name not in GUIDANCE_TERMS:
                 raise GuidedError(f"`windows` has unknown term {name!r}; terms are {', '.join(GUIDANCE_TERMS)}")

@@ -402,7 +402,7 @@ def test_cli_gatys_batch_then_rerun(tmp_path, capsys):
     (["--tiny", "--prompt", "x", "--strength", "1.5"], "`--strength` must be in (0, 1]"),
     (["--tiny", "--prompt", "x", "--steps", "0"], "`--steps` must be in [1, 999]"),
     (["--tiny", "--prompt", "x", "--size", "8"], "`--size` must be in [32, 4096]"),
-    (["--tiny", "--prompt", "x", "--gram-weight", "-1"], "`gram` weight must be a finite number"),
+    (["--tiny", "--prompt", "x", "--gram-weight", "-1"], "`gram` must be in [0, inf], got -1"),
     (["--tiny", "--style", "S", "--style-weights", "1,2"], "`--style-weights` has 2 values for 1"),
 ])
 def test_cli_usage_errors_exit_2(tmp_path, capsys, extra, words):

@@ -123,7 +123,7 @@ def test_grid_is_wider_than_one_cell_per_image(report):
 @pytest.mark.parametrize("argv, needle", [
     (["--sweep", "sharpness=1"], "`--sweep` term 'sharpness'"),
     (["--sweep", "gram=a,b"], "`--sweep` values must be numbers"),
-    (["--sweep", "gram=-1"], "finite numbers >= 0"),
+    (["--sweep", "gram=-1"], "`--sweep gram` must be in [0, inf], got -1"),
     (["--sweep", "gram=1,1"], "repeats a value of 'gram'"),
     (["--strength", "0"], "`--strength`"),
     (["--preset", "no-such-style"], "unknown preset 'no-such-style'"),

@@ -47,7 +47,7 @@ def test_validation_names_field_and_value(changes, field, value):
 def test_replace_validates():
     config = GuidanceConfig()
     assert config.replace(gram=2.0).gram == 2.0 and config.gram == 1.0
-    with pytest.raises(GuidedError, match="`content` weight .* -3"):
+    with pytest.raises(GuidedError, match="`content` must be in \\[0, inf\\], got -3"):
         config.replace(content=-3)
 
 

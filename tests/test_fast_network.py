@@ -80,7 +80,7 @@ def test_input_noise_is_a_fixed_pattern_that_lets_flat_regions_vary(tmp_path):
     with torch.no_grad():
         assert torch.equal(loaded(flat), out)
     assert set(noisy.state_dict()) == set(plain.state_dict())
-    with pytest.raises(GuidedError, match="`input_noise` must be a number in \\[0, 1\\], got -0.1"):
+    with pytest.raises(GuidedError, match="`input_noise` must be in \\[0, 1\\], got -0.1"):
         TransformerNet("half", input_noise=-0.1)
 
 

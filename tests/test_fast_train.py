@@ -52,7 +52,7 @@ def test_a_network_trained_with_input_noise_carries_it(inputs, tmp_path):
                    progress=False)
     assert result.net.input_noise == 0.03
     assert read_card(out)["input_noise"] == 0.03 and read_card(out)["config"]["input_noise"] == 0.03
-    with pytest.raises(GuidedError, match="`input_noise` must be a number in \\[0, 1\\], got 2"):
+    with pytest.raises(GuidedError, match="`input_noise` must be in \\[0, 1\\], got 2"):
         _config(input_noise=2).validate()
 
 

@@ -12,7 +12,6 @@ outputs, and that same VGG is the classic path's backbone, so nothing is loaded 
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import sys
@@ -103,9 +102,10 @@ def parse_sweep(items: Sequence[str] | dict | None) -> dict[str, list[float]]:
         if term not in GUIDANCE_TERMS:
             raise GuidedError(f"`--sweep` term {term!r} is not a guidance term; terms: {', '.join(GUIDANCE_TERMS)}")
         values = [values] if isinstance(values, (int, float)) else list(values)
-        if not values or any(isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0
-                             for v in values):
-            raise GuidedError(f"`--sweep` values of {term!r} must be finite numbers >= 0, got {values!r}")
+        if not values:
+            raise GuidedError(f"`--sweep` values of {term!r} are missing")
+        for v in values:
+            validate.number(v, f"--sweep {term}", low=0.0)
         sweep.setdefault(term, []).extend(float(v) for v in values)
         if len(set(sweep[term])) != len(sweep[term]):
             raise GuidedError(f"`--sweep` repeats a value of {term!r}: {sweep[term]}")

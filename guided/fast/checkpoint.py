@@ -111,7 +111,10 @@ def load_network(path: str | Path) -> tuple[TransformerNet, dict]:
     if width not in WIDTHS:
         raise GuidedError(f"network file '{path}' names width {width!r}; known: {', '.join(WIDTHS)}")
     # Files written before the option have none.
-    noise = check_input_noise(card.get("input_noise", 0.0), f"network file '{path}': its card's input_noise")
+    try:
+        noise = check_input_noise(card.get("input_noise", 0.0))
+    except GuidedError as exc:
+        raise GuidedError(f"network file '{path}': its card's {exc}") from None
     net = TransformerNet(width, input_noise=noise)
     try:
         net.load_state_dict(tensors, strict=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from guided.constants import GUIDANCE_TERMS
 from guided.errors import GuidedError
+from guided.validate import number
 
 #: Channels of the three convolution stages. `full` is Johnson's network (1.68 M parameters),
 #: `half` the half-width one his code ships "without sacrificing quality" (0.42 M).
@@ -19,11 +20,9 @@ WIDTHS: dict[str, tuple[int, int, int]] = {"full": (32, 64, 128), "half": (16, 3
 SIDE_FILE_SUFFIXES = (".curves.png", ".samples.png")
 
 
-def check_input_noise(value: object, what: str = "`input_noise`") -> float:
-    """`value` as the std of a network's input noise, or a GuidedError naming `what` and the value."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise GuidedError(f"{what} must be a number in [0, 1], got {value!r}")
-    return float(value)
+def check_input_noise(value: object) -> float:
+    """`value` as the std of a network's input noise (pixel range 0-1), or a GuidedError naming it."""
+    return number(value, "input_noise", low=0.0, high=1.0)
 
 
 @dataclass
@@ -99,10 +98,7 @@ class TrainConfig:
         check_input_noise(self.input_noise)
         for name in (*GUIDANCE_TERMS, "lr", "temporal_weight"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-                raise GuidedError(f"`{name}` must be a finite number >= 0, got {value!r}")
-        if not self.lr > 0:
-            raise GuidedError(f"`lr` must be positive, got {self.lr!r}")
+            number(value, name, low=0.0, low_open=name == "lr")
         if not 0 <= self.decay_fraction <= 1 or not 0 < self.final_lr_factor <= 1:
             raise GuidedError(f"`decay_fraction` must be in [0, 1] and `final_lr_factor` in (0, 1], got "
                               f"{self.decay_fraction!r}, {self.final_lr_factor!r}")
