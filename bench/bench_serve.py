@@ -106,8 +106,8 @@ def main() -> int:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     out = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    app = create_app(ServeConfig(models="tiny", out=out, port=port, queue=args.queue),
-                     stylizer=Stylizer.load(models="tiny"), ui=False)
+    app = create_app(ServeConfig(tiny=True, out=out, port=port, queue=args.queue),
+                     stylizer=Stylizer.load(tiny=True), ui=False)
     with serving_in_background(app, port):
         print(f"server on 127.0.0.1:{port}, tiny models, queue {args.queue}, {args.clients} clients x {args.rounds} "
               f"rounds; RSS at start {rss_mb():.0f} MB")

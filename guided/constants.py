@@ -23,10 +23,6 @@ DEFAULT_CLIP_HUB_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
 #: Environment variable naming a local VGG weights file, used when no `--backbone` is given.
 ENV_VGG_WEIGHTS = "GUIDED_VGG_WEIGHTS"
 
-# -- which models a command runs on --------------------------------------------------------------
-#: `models=` of the Python API (`--tiny` on the CLI): "default" = the real weights above (an error
-#: when missing), "tiny" = tiny RANDOM models built in code (a labelled smoke test).
-MODEL_SETS = ("default", "tiny")
 
 # -- the guidance objective ----------------------------------------------------------------------
 #: Terms of the guidance objective, in the order they are reported.

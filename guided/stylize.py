@@ -5,7 +5,7 @@
     result = stylizer.run("photo.jpg", prompt="an oil painting", style=["painting.jpg"])
     result.image.save("out.png")
 
-`Stylizer.load(models="tiny")` runs the same code on tiny random models: a labelled smoke test.
+`Stylizer.load(tiny=True)` runs the same code on tiny random models: a labelled smoke test.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import PIL.Image
 
 from guided import validate
 from guided.config import GuidanceConfig
-from guided.constants import MODEL_SETS, SCHEDULER_NAMES
+from guided.constants import SCHEDULER_NAMES
 from guided.errors import GuidedError
 
 logger = logging.getLogger(__name__)
@@ -113,12 +113,12 @@ class Stylizer:
     """A guided img2img pipeline (Stable Diffusion 1.x/2.x or SDXL, chosen from the checkpoint's
     `model_index.json`) with its guidance models, loaded once, on an Accelerate device."""
 
-    def __init__(self, pipe, guidance_models, *, accelerator, models: str, model_info: dict,
+    def __init__(self, pipe, guidance_models, *, accelerator, tiny: bool, model_info: dict,
                  scheduler: str = DEFAULTS.scheduler, load_options: dict | None = None):
         self.pipe = pipe
         self.guidance_models = guidance_models
         self.accelerator = accelerator
-        self.models = models
+        self.tiny = tiny  # tiny random models built in code (a labelled smoke test)
         self.model_info = model_info
         self.scheduler = scheduler  # the name given to `load`, recorded in every manifest
         # `model`, `clip`, `backbone` as given to `load` (None: the default), recorded so that
@@ -126,30 +126,30 @@ class Stylizer:
         self.load_options = dict(load_options or {})
 
     @classmethod
-    def load(cls, *, models: str = "default", model: str | None = None, scheduler: str | None = None,
+    def load(cls, *, tiny: bool = False, model: str | None = None, scheduler: str | None = None,
              device: str | None = None, mixed_precision: str | None = None,
              guidance: GuidanceConfig | None = None, clip: str | None = None,
              backbone: str | None = None) -> Stylizer:
-        """Load Stable Diffusion (1.x/2.x or SDXL) and the guidance models. `models="tiny"`: tiny random
-        models, labelled. SDXL fast mode decodes with TAESDXL where present.
+        """Load Stable Diffusion (1.x/2.x or SDXL) and the guidance models. `tiny`: tiny random models
+        built in code, labelled. SDXL fast mode decodes with TAESDXL where present.
 
         `clip`: open_clip "NAME", "NAME:TAG" or a local checkpoint; `backbone`: the guidance VGG, as
         `guided.models.vgg.resolve_backbone` takes it (None: $GUIDED_VGG_WEIGHTS, else VGG-19)."""
         from guided.accel import make_accelerator
 
-        if models not in MODEL_SETS:
-            raise GuidedError(f"`models` must be one of {', '.join(MODEL_SETS)}, got {models!r}")
+        if not isinstance(tiny, bool):
+            raise GuidedError(f"`tiny` must be true or false, got {tiny!r}")
         scheduler = scheduler or DEFAULTS.scheduler
         accelerator = make_accelerator(device, mixed_precision)  # validates before anything loads
         if scheduler not in SCHEDULER_NAMES:
             raise GuidedError(f"`scheduler` must be one of {', '.join(SCHEDULER_NAMES)}, got {scheduler!r}")
         from pipelines import GuidedStableDiffusionImg2ImgPipeline, GuidedStableDiffusionXLImg2ImgPipeline
 
-        if models == "tiny":
+        if tiny:
             given = {k: v for k, v in (("model", model), ("clip", clip), ("backbone", backbone)) if v is not None}
             if given:  # tiny models are built in code: a named model would be silently ignored
                 key, value = next(iter(given.items()))
-                raise GuidedError(f"`{key}` ({value!r}) cannot be used with models='tiny' (tiny random models "
+                raise GuidedError(f"`{key}` ({value!r}) cannot be used with tiny=True (tiny random models "
                                   "are built in code); drop one of them")
             from guided.testing import tiny_guidance_models, tiny_sd_components
 
@@ -183,7 +183,7 @@ class Stylizer:
         pipe.to(accelerator.device)
         gm.to(accelerator.device)
         pipe.set_guidance_models(gm)
-        return cls(pipe, gm, accelerator=accelerator, models=models, model_info=info, scheduler=scheduler,
+        return cls(pipe, gm, accelerator=accelerator, tiny=tiny, model_info=info, scheduler=scheduler,
                    load_options={"model": model, "clip": clip, "backbone": backbone})
 
     def _check_fits_the_model(self, photo: PIL.Image.Image, size: int) -> None:
@@ -255,7 +255,7 @@ class Stylizer:
                       "style_weights": style_weights, "strength": strength, "steps": steps,
                       "guidance_scale": guidance_scale, "scheduler": self.scheduler,
                       "size": size, "preserve_color": preserve_color, "preset": p.name if p else None,
-                      "models": self.models, **{k: self.load_options.get(k) for k in ("model", "clip", "backbone")},
+                      "tiny": self.tiny, **{k: self.load_options.get(k) for k in ("model", "clip", "backbone")},
                       "mixed_precision": self.accelerator.mixed_precision, "guidance": asdict(config)}
         metadata = build_manifest(kind="stylize", parameters=parameters, seed=seed, models=self.model_info,
                                   device=str(self.accelerator.device), precision=self.accelerator.mixed_precision,

@@ -47,7 +47,7 @@ def stylizer():
     """The tiny-model `Stylizer`, loaded once for the whole run (CLI tests patch `Stylizer.load` to it)."""
     from guided.stylize import Stylizer
 
-    return Stylizer.load(models="tiny")
+    return Stylizer.load(tiny=True)
 
 
 @pytest.fixture

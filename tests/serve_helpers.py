@@ -35,7 +35,7 @@ def painting_bytes() -> bytes:
 
 def client_for(tmp_path: Path, stylizer, *, ui: bool = False, **config) -> TestClient:
     """A TestClient on a fresh server (use it as a context manager: that starts the worker)."""
-    config.setdefault("models", "tiny")
+    config.setdefault("tiny", True)
     config.setdefault("out", tmp_path / "serve")
     # Addressed as a browser on this machine addresses it (the default `testserver` is not a name of ours).
     return TestClient(create_app(ServeConfig(**config), stylizer=stylizer, ui=ui), base_url="http://127.0.0.1:7860")

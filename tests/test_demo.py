@@ -17,5 +17,5 @@ def test_demo_quick_writes_every_output(tmp_path, capsys):
     assert "RANDOM VGG-19" in err and "TINY RANDOM models" in err
     assert "Smoke run" in report
     assert read_metadata(tmp_path / "gatys.png")["kind"] == "gatys"
-    assert read_metadata(tmp_path / "stylize.png")["parameters"]["models"] == "tiny"
+    assert read_metadata(tmp_path / "stylize.png")["parameters"]["tiny"] is True
     json.loads((tmp_path / "compare" / "metrics.json").read_text())

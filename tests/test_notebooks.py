@@ -44,7 +44,7 @@ def test_notebook_is_stripped_and_says_how_to_get_weights(path):
     intro = nb.cells[0].source
     assert nb.cells[0].cell_type == "markdown"
     assert "real weights" in intro and "`guided models`" in intro
-    assert 'MODELS = "tiny"' in "".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert 'TINY = True' in "".join(c.source for c in nb.cells if c.cell_type == "code")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -31,7 +31,7 @@ def test_a_stylize_job_round_trip(tmp_path, stylizer):
         png = PIL.Image.open(io.BytesIO(image.content))
         manifest = json.loads(png.text[METADATA_KEY])
         assert manifest["kind"] == "stylize" and manifest["serve"] == {"job": job["id"], "method": "stylize"}
-        assert manifest["parameters"]["prompt"] == QUICK["prompt"] and manifest["parameters"]["models"] == "tiny"
+        assert manifest["parameters"]["prompt"] == QUICK["prompt"] and manifest["parameters"]["tiny"] is True
         assert client.get("/api/v1/jobs").json()[0]["id"] == job["id"]
 
 
@@ -292,12 +292,12 @@ def test_a_job_cut_off_by_shutdown_is_marked_failed_with_the_reason(tmp_path, st
 def test_the_read_only_endpoints(tmp_path, stylizer):
     with client_for(tmp_path, stylizer) as client:
         health = client.get("/api/v1/health").json()
-        assert health["status"] == "ok" and health["models"] == "tiny" and health["queue"]["size"] == 8
+        assert health["status"] == "ok" and health["tiny"] is True and health["queue"]["size"] == 8
         presets = client.get("/api/v1/presets").json()
         assert "ink-wash" in {p["name"] for p in presets["stylize"]} and "path" not in presets["stylize"][0]
         assert {"default", "d2l", "d2l-fast"} == {p["name"] for p in presets["gatys"]}
         models = client.get("/api/v1/models").json()
-        assert models["serving"] == "tiny" and {"stylize", "gatys"} <= {r["feature"] for r in models["rows"]}
+        assert models["tiny"] is True and {"stylize", "gatys"} <= {r["feature"] for r in models["rows"]}
         schema = client.get("/api/v1/openapi.json").json()
         assert {"/api/v1/jobs", "/api/v1/jobs/{job_id}", "/api/v1/jobs/{job_id}/image", "/api/v1/fast",
                 "/api/v1/presets", "/api/v1/nets", "/api/v1/models", "/api/v1/health"} <= set(schema["paths"])

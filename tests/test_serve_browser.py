@@ -53,7 +53,7 @@ def server(tmp_path_factory, stylizer):
 
     port = _free_port()
     out = tmp_path_factory.mktemp("browser")
-    app = create_app(ServeConfig(models="tiny", out=out / "serve", port=port), stylizer=stylizer)
+    app = create_app(ServeConfig(tiny=True, out=out / "serve", port=port), stylizer=stylizer)
     with serving_in_background(app, port):
         yield f"http://127.0.0.1:{port}", out
 
@@ -105,7 +105,7 @@ def test_upload_pick_a_preset_run_see_and_download_the_result(server, page, tmp_
     image = PIL.Image.open(saved)
     manifest = json.loads(image.text["guided"])
     assert image.format == "PNG" and manifest["kind"] == "stylize"
-    assert manifest["parameters"]["preset"] == "ink-wash" and manifest["parameters"]["models"] == "tiny"
+    assert manifest["parameters"]["preset"] == "ink-wash" and manifest["parameters"]["tiny"] is True
     assert not image.getexif()
 
     page.get_by_role("button", name="Send", exact=True).click()  # "Send the result to": Classic
@@ -146,7 +146,7 @@ def test_the_api_answers_the_same_server(server):
 
     base, _ = server
     with urllib.request.urlopen(base + "/api/v1/health", timeout=10) as response:
-        assert json.load(io.TextIOWrapper(response))["models"] == "tiny"
+        assert json.load(io.TextIOWrapper(response))["tiny"] is True
 
 
 def test_a_dns_rebinding_page_gets_nothing(server):

@@ -111,7 +111,7 @@ def test_a_real_server_refuses_a_rebound_name_over_its_socket(tmp_path, stylizer
     from guided.serve.app import create_app, serving_in_background
 
     port = _free_port()
-    app = create_app(ServeConfig(models="tiny", out=tmp_path / "serve", port=port), stylizer=stylizer, ui=False)
+    app = create_app(ServeConfig(tiny=True, out=tmp_path / "serve", port=port), stylizer=stylizer, ui=False)
     with serving_in_background(app, port):
         for host, status in ((f"evil.example:{port}", 421), (f"127.0.0.1:{port}", 200), (f"localhost:{port}", 200)):
             connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)

@@ -244,4 +244,4 @@ def test_the_old_spellings_are_gone(capsys):
             build_parser().parse_args(argv)
         assert "unrecognized arguments" in capsys.readouterr().err
     args = build_parser().parse_args(["stylize", "photo.png", "--prompt", "x", "--tiny", "-o", "o.png"])
-    assert args.models == "tiny"
+    assert args.tiny is True

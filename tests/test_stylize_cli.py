@@ -181,14 +181,14 @@ def test_from_restores_recorded_options_unless_given(tmp_path):
     recorded = tmp_path / "recorded.png"
     save_image(Image.new("RGB", (8, 8)), recorded, metadata={
         "kind": "stylize", "seed": 7,
-        "parameters": {"prompt": "ink wash", "scheduler": "euler", "strength": 0.4, "steps": 9, "models": "tiny",
+        "parameters": {"prompt": "ink wash", "scheduler": "euler", "strength": 0.4, "steps": 9, "tiny": True,
                        "style": [], "guidance": {"gram": 0.25, "mode": "full"}, "model": "/models/sd15",
                        "clip": "ViT-B-16:openai", "backbone": "/weights/vgg16.safetensors",
                        "mixed_precision": "bf16"}})
     args = build_parser().parse_args(["stylize", "photo.jpg", "--from", str(recorded), "--steps", "3", "-o", "x.png"])
     assert isinstance(args, argparse.Namespace)
     apply_recorded(args)
-    assert (args.prompt, args.scheduler, args.strength, args.seed, args.models) == ("ink wash", "euler", 0.4, 7, "tiny")
+    assert (args.prompt, args.scheduler, args.strength, args.seed, args.tiny) == ("ink wash", "euler", 0.4, 7, True)
     assert (args.gram_weight, args.mode) == (0.25, "full")
     assert args.steps == 3  # given on the command line: wins over the recording
     assert (args.model, args.clip, args.backbone, args.mixed_precision) == (

@@ -66,7 +66,7 @@ def test_stylize_uses_one_seed_and_the_warped_previous_result(clip, tmp_path, mo
 
     monkeypatch.setattr(Stylizer, "load", classmethod(lambda cls, **kw: stylizer))
     monkeypatch.setattr(stylizer, "run", spy)
-    method = StylizeMethod(temporal=0.5, seed=7, models="tiny", run_options={"prompt": "ink", "steps": 2,
+    method = StylizeMethod(temporal=0.5, seed=7, tiny=True, run_options={"prompt": "ink", "steps": 2,
                                                                               "strength": 0.5})
     result = stylize_video(clip, tmp_path / "s.mp4", method, VideoConfig(progress=False, max_frames=3))
     assert result.frames == 3 and [seed for _, seed in calls] == [7, 7, 7]

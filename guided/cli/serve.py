@@ -25,7 +25,7 @@ def add_parser(sub) -> None:
     p.add_argument("--host", default=d.host, help=f"address to bind (default {d.host}: this machine only)")
     p.add_argument("--port", type=int, default=d.port, help=f"port (default {d.port})")
     p.add_argument("--out", type=Path, default=d.out, help=f"job records, uploads and results (default {d.out})")
-    p.add_argument("--tiny", dest="models", action="store_const", const="tiny", default=d.models,
+    p.add_argument("--tiny", action="store_true", default=d.tiny,
                    help="serve tiny RANDOM models built in code: a smoke test, not real stylizations")
     p.add_argument("--nets", type=Path, help="folder of fast networks (.safetensors or .onnx) for the Fast tab")
     p.add_argument("--max-upload-mb", type=float, default=d.max_upload_mb,
@@ -54,7 +54,7 @@ def config_from(args: argparse.Namespace):
     from guided.serve.config import ServeConfig, parse_auth, read_auth_file
 
     auth = parse_auth(args.auth) if args.auth else (read_auth_file(args.auth_file) if args.auth_file else None)
-    return ServeConfig(host=args.host, port=args.port, out=args.out, models=args.models, nets=args.nets,
+    return ServeConfig(host=args.host, port=args.port, out=args.out, tiny=args.tiny, nets=args.nets,
                        max_upload_mb=args.max_upload_mb, queue=args.queue, auth=auth,
                        insecure_no_auth=args.insecure_no_auth, allowed_hosts=tuple(args.allowed_hosts)).checked()
 
@@ -67,13 +67,13 @@ def first_run(config):
     from guided.models.checkpoints import offline
     from guided.models.download import download, plan
 
-    if config.models != "default" or not plan("stylize"):
+    if config.tiny or not plan("stylize"):
         return config
     if offline():
         logger.warning("NOTICE: the default models are not on this machine and downloads are off "
                        "(HF_HUB_OFFLINE/GUIDED_OFFLINE): serving tiny RANDOM models instead. "
                        "Run `guided models --download stylize` where the internet is reachable.")
-        return dataclasses.replace(config, models="tiny")
+        return dataclasses.replace(config, tiny=True)
     logger.info("the default models are not on this machine: fetching them once (see `guided models`)")
     download("stylize", say=lambda line: logger.info("%s", line))
     return config
@@ -95,10 +95,11 @@ def run(args: argparse.Namespace) -> int:
     from guided.stylize import Stylizer
 
     config = first_run(config)
-    stylizer = Stylizer.load(models=config.models)  # at start: a missing weight is said now, not on the first job
+    stylizer = Stylizer.load(tiny=config.tiny)  # at start: a missing weight is said now, not on the first job
     app = create_app(config, stylizer=stylizer, ui=not args.no_ui)
     shown = f"[{config.host}]" if ":" in config.host else config.host
-    print(f"guided serve: http://{shown}:{config.port}/  (API: /api/v1, models: {config.models}, "
+    models = "tiny" if config.tiny else "default"
+    print(f"guided serve: http://{shown}:{config.port}/  (API: /api/v1, models: {models}, "
           f"results under {config.out})", flush=True)
     uvicorn.run(app, host=config.host, port=config.port, log_level="warning", server_header=False,
                 proxy_headers=False, timeout_graceful_shutdown=10)

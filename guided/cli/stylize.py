@@ -61,7 +61,7 @@ def add_stylize_options(parser: argparse.ArgumentParser) -> None:
                                    "model_index.json (default: see `guided models`)")
     r.add_argument("--clip", help="CLIP for guidance: open_clip NAME or NAME:TAG, or a local checkpoint "
                                   f"(default {DEFAULT_CLIP_MODEL}:{DEFAULT_CLIP_PRETRAINED})")
-    r.add_argument("--tiny", dest="models", action="store_const", const="tiny", default="default",
+    r.add_argument("--tiny", action="store_true",
                    help="run on tiny RANDOM models built in code: an offline smoke test of the install")
 
 
@@ -73,7 +73,7 @@ def add_backbone_option(parser: argparse.ArgumentParser) -> None:
 
 def load_kwargs(args: argparse.Namespace) -> dict:
     """Keyword arguments of `Stylizer.load` from parsed options."""
-    return {"models": args.models, "model": args.model, "scheduler": args.scheduler, "device": args.device,
+    return {"tiny": args.tiny, "model": args.model, "scheduler": args.scheduler, "device": args.device,
             "mixed_precision": args.mixed_precision, "clip": getattr(args, "clip", None),
             "backbone": getattr(args, "backbone", None)}
 
@@ -173,8 +173,8 @@ def apply_recorded(args: argparse.Namespace) -> None:
     args.preserve_color = args.preserve_color or bool(p.get("preserve_color"))
     if args.seed is None:  # an explicit --seed wins over the recorded one
         args.seed = meta.get("seed")
-    if args.models == "default" and p.get("models") == "tiny":
-        args.models = "tiny"
+    if not args.tiny and p.get("tiny") is True:
+        args.tiny = True
     for key in ("model", "clip", "backbone", "mixed_precision"):  # the models and precision it was made with
         if getattr(args, key, None) is None and p.get(key) is not None:
             setattr(args, key, p[key])
@@ -195,6 +195,6 @@ def run(args: argparse.Namespace) -> int:
     result = stylizer.run(args.content, **stylize_kwargs(args))
     path = save_image(result.image, args.output, metadata=result.metadata)
     losses = ", ".join(f"{k} {v:.4g}" for k, v in result.final_losses.items())
-    label = " [tiny RANDOM models: not a real stylization]" if args.models == "tiny" else ""
+    label = " [tiny RANDOM models: not a real stylization]" if args.tiny else ""
     print(f"wrote {path} in {result.seconds:.1f}s; final losses: {losses}{label}")
     return 0

@@ -72,7 +72,7 @@ def add_parser(sub) -> None:
     s.add_argument("--strength", type=float, help="stylize: how far from the frame, (0, 1]")
     s.add_argument("--steps", type=int, help="stylize: scheduler steps before strength")
     s.add_argument("--seed", type=int, default=0, help="the one seed of every frame (default 0)")
-    s.add_argument("--tiny", action="store_const", const="tiny", dest="models", default="default",
+    s.add_argument("--tiny", action="store_true",
                    help="stylize: tiny RANDOM models (a smoke test)")
     p.set_defaults(func=run)
 
@@ -116,7 +116,7 @@ def _method(args: argparse.Namespace):
     run_options = {k: v for k, v in (("prompt", args.prompt), ("preset", args.preset), ("strength", args.strength),
                                      ("steps", args.steps), ("style", args.style)) if v}
     load_options = {k: v for k, v in (("device", args.device), ("mixed_precision", args.mixed_precision)) if v}
-    return StylizeMethod(temporal=temporal, seed=args.seed, models=args.models, load_options=load_options,
+    return StylizeMethod(temporal=temporal, seed=args.seed, tiny=args.tiny, load_options=load_options,
                          run_options=run_options)
 
 

@@ -7,7 +7,7 @@ scored with the same metrics, written as one report folder.
 
 One set of models serves every stage and every metric: the Stylizer's CLIP and VGG score the
 outputs, and that same VGG is the classic path's backbone, so nothing is loaded twice.
-`models="tiny"` runs everything offline on tiny random models, labelled as a smoke run.
+`tiny=True` runs everything offline on tiny random models, labelled as a smoke run.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import PIL.Image
 from guided import validate
 from guided.compare.memory import PeakMemory
 from guided.config import GuidanceConfig
-from guided.constants import GATYS_TERMS, GUIDANCE_TERMS, MODEL_SETS
+from guided.constants import GATYS_TERMS, GUIDANCE_TERMS
 from guided.errors import GuidedError
 from guided.io.images import describe_source
 from guided.stylize import DEFAULTS
@@ -33,7 +33,7 @@ from guided.stylize import DEFAULTS
 #: Caption of the unedited photo for `clip_direction` (the edit goes from it to the prompt). Generic
 #: on purpose: the user's photo has no caption, and "a photo" is the neutral source of such edits.
 SOURCE_PROMPT = "a photo"
-#: Classic path with `models="tiny"`: few iterations, since its random tiny VGG only smoke-tests.
+#: Classic path with `tiny=True`: few iterations, since its random tiny VGG only smoke-tests.
 TINY_GATYS_ITERATIONS = 10
 SMOKE_LABEL = ("SMOKE RUN: tiny RANDOM models (--tiny). These images and numbers test the install; "
                "they are not stylizations. Real results need the real weights: run `guided models`.")
@@ -145,7 +145,7 @@ def _publish(tmp: Path, out_dir: Path) -> None:
 # ------------------------------------------------------------------------------------ running
 def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | None = None,
             prompt: str | None = None, negative_prompt: str | None = None, preset: str | None = None,
-            models: str = "default", sweep: dict[str, list[float]] | Sequence[str] | None = None,
+            tiny: bool = False, sweep: dict[str, list[float]] | Sequence[str] | None = None,
             seed: int = DEFAULTS.seed, out_dir: str | Path, size: int | None = None,
             strength: float | None = None, steps: int | None = None, guidance_scale: float | None = None,
             guidance: dict | None = None, preserve_color: bool = False, gatys_preset: str = "default",
@@ -161,12 +161,12 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     `gatys_options`: keyword arguments of `guided.gatys.stylize` (iterations, size, optimizer, ...);
     by default the classic output has the guided outputs' size and precision, and with tiny models
     `TINY_GATYS_ITERATIONS` iterations. `stylizer`: an already loaded `Stylizer` to reuse (its
-    `models` wins over `models`).
+    `tiny` wins over `tiny`).
     The folder appears complete or not at all: it is written next to `out_dir` and renamed."""
     from guided.io.images import load_image
 
-    if models not in MODEL_SETS:
-        raise GuidedError(f"`models` must be one of {', '.join(MODEL_SETS)}, got {models!r}")
+    if not isinstance(tiny, bool):
+        raise GuidedError(f"`tiny` must be true or false, got {tiny!r}")
     validate.diffusion_options(strength=strength, steps=steps, guidance_scale=guidance_scale, size=size)
     from guided.fast.apply import FastStylizer
 
@@ -188,8 +188,8 @@ def compare(content, *, styles: Sequence = (), style_weights: Sequence[float] | 
     if stylizer is None:
         from guided.stylize import Stylizer
 
-        stylizer = Stylizer.load(models=models, **load_options)
-    smoke = stylizer.models == "tiny"
+        stylizer = Stylizer.load(tiny=tiny, **load_options)
+    smoke = stylizer.tiny
     run_kwargs = dict(prompt=prompt, negative_prompt=negative_prompt, style=style_list, style_weights=style_weights,
                       strength=strength, steps=steps, guidance_scale=guidance_scale, seed=seed, size=size,
                       preserve_color=preserve_color, preset=preset)
@@ -395,7 +395,7 @@ def _write_report(run: _Run, outputs: list[Stage], rows: list[dict], notes: list
                  "one-time warm-up costs")
     inputs = {"content": describe_source(run.content),
               "style": [describe_source(s) for s in run.style_list] or None,
-              "prompt": run.prompt, "seed": run.seed, "sweep": run.sweep or None, "models": stylizer.models,
+              "prompt": run.prompt, "seed": run.seed, "sweep": run.sweep or None, "tiny": stylizer.tiny,
               "device": str(stylizer.accelerator.device), "precision": stylizer.accelerator.mixed_precision}
     document = build_manifest(kind="compare", parameters=inputs, seed=run.seed, models=stylizer.model_info,
                               device=str(stylizer.accelerator.device), precision=stylizer.accelerator.mixed_precision,

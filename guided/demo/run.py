@@ -73,24 +73,25 @@ def run(out: Path, *, quick: bool = False) -> Path:
               "- `gatys.png`, loss curves `gatys_losses.png`", ""]
 
     # 2. Guided Stable Diffusion img2img
-    models = "default" if diffusion_models_present() else "tiny"
-    if models == "tiny":
+    tiny = not diffusion_models_present()
+    if tiny:
         _notice("Stable Diffusion / CLIP / VGG weights are not all on this machine: the diffusion path runs on "
                 "TINY RANDOM models (a smoke test). `guided models` lists what is missing and how to get it.")
-    stylizer = Stylizer.load(models=models)
+    stylizer = Stylizer.load(tiny=tiny)
     prompt = "an oil painting with warm autumn colours and thick brush strokes"
     sty = stylizer.run(photo, prompt=prompt, style=[style], steps=4 if quick else None)
     save_image(sty.image, out / "stylize.png", metadata=sty.metadata)
+    models = "tiny" if tiny else "default"
     lines += [f"## Guided Stable Diffusion img2img (models: {models})", "", f"- prompt: {prompt!r}",
               f"- {sty.seconds:.1f} s; final losses: " + ", ".join(f"{k} {v:.4g}" for k, v in sty.final_losses.items()),
               "- `stylize.png`", ""]
 
     # 3. Compare both paradigms, with metrics and an HTML report
-    report = compare(photo, styles=[style], prompt=prompt, models=models, out_dir=out / "compare", stylizer=stylizer,
+    report = compare(photo, styles=[style], prompt=prompt, tiny=tiny, out_dir=out / "compare", stylizer=stylizer,
                      steps=4 if quick else None,
                      gatys_options={"size": size, **({"iterations": iterations} if iterations else {})})
     lines += ["## Compare", "", f"- report: `compare/report.html` ({len(report.rows)} outputs scored)", ""]
-    if models == "tiny" or not real:
+    if tiny or not real:
         lines += ["**Smoke run:** random or tiny models were used where real weights are missing; the pictures "
                   "and numbers test the install, they are not results.", ""]
     path = out / "report.md"

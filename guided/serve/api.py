@@ -168,11 +168,11 @@ def make_router(state) -> APIRouter:
     def models():
         from guided.models.status import model_status
 
-        return {"serving": state.config.models, "rows": [row.to_dict() for row in model_status()]}
+        return {"tiny": state.config.tiny, "rows": [row.to_dict() for row in model_status()]}
 
     @router.get("/health", summary="Liveness and queue state")
     def health():
-        return {"status": "ok", "version": __version__, "models": state.config.models,
+        return {"status": "ok", "version": __version__, "tiny": state.config.tiny,
                 "queue": {"waiting": state.queue.waiting(), "size": state.config.queue,
                           "running": state.queue.running()}}
 

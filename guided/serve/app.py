@@ -1,7 +1,7 @@
 """`create_app(config)`: one ASGI app, the REST API under /api/v1 and the web UI at /.
 
     from guided.serve import ServeConfig, create_app
-    app = create_app(ServeConfig(models="tiny", out=Path("out/serve")))   # then uvicorn.run(app)
+    app = create_app(ServeConfig(tiny=True, out=Path("out/serve")))   # then uvicorn.run(app)
 
 Safety middleware wraps everything (see `guided.serve.security`); the UI library's analytics are
 off and its file routes are fenced to its own upload folder, so the server makes no outbound
@@ -32,8 +32,8 @@ QUIET_UI_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "GRADIO_SHARE": "False", "G
 class Models:
     """The Stylizer, loaded once: given at start, or on the first job that needs it."""
 
-    def __init__(self, models: str, stylizer=None):
-        self.models = models
+    def __init__(self, tiny: bool, stylizer=None):
+        self.tiny = tiny
         self._stylizer = stylizer
         self._lock = threading.Lock()
 
@@ -42,8 +42,8 @@ class Models:
             if self._stylizer is None:
                 from guided.stylize import Stylizer
 
-                logger.info("loading the %s models", self.models)
-                self._stylizer = Stylizer.load(models=self.models)
+                logger.info("loading the %s models", "tiny" if self.tiny else "default")
+                self._stylizer = Stylizer.load(tiny=self.tiny)
             return self._stylizer
 
 
@@ -67,8 +67,8 @@ def make_state(config: ServeConfig, *, stylizer=None) -> ServerState:
     out.mkdir(parents=True, exist_ok=True)
     store = JobStore(out, max_losses=config.max_steps_kept)
     nets = FastNets(config.nets)
-    models = Models(config.models, stylizer)
-    runner = Runner(store, stylizer=models, nets=nets, models=config.models)
+    models = Models(config.tiny, stylizer)
+    runner = Runner(store, stylizer=models, nets=nets, tiny=config.tiny)
     queue = JobQueue(store, runner, size=config.queue)
     return ServerState(config, store, queue, nets, models)
 
@@ -90,7 +90,8 @@ def create_app(config: ServeConfig, *, stylizer=None, ui: bool = True):
     @contextlib.asynccontextmanager
     async def lifespan(app):
         state.queue.start()
-        logger.info("serving %s models; jobs and results under %s", config.models, config.out)
+        logger.info("serving %s models; jobs and results under %s", "tiny" if config.tiny else "default",
+                    config.out)
         try:
             yield
         finally:

@@ -7,9 +7,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from guided.constants import MODEL_SETS
 from guided.errors import GuidedError
-from guided.validate import choice, number
+from guided.validate import number
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +20,7 @@ class ServeConfig:
     host: str = "127.0.0.1"  # loopback: only this machine can connect unless the user decides otherwise
     port: int = 7860  # Gradio's customary port, so links and habits from other SD web UIs carry over
     out: Path = Path("out/serve")  # job records, uploads and results live here and survive restarts
-    models: str = "default"  # the real weights; "tiny" runs tiny random models (a labelled smoke test)
+    tiny: bool = False  # False: the real weights; True: tiny random models built in code (a labelled smoke test)
     nets: Path | None = None  # folder of fast networks (.safetensors/.onnx); None: the Fast tab is off
     max_upload_mb: float = 20.0  # a 20 MB body holds a 24-megapixel JPEG plus paintings; larger is a mistake
     queue: int = 8  # waiting jobs; a tiny-model job takes ~1 s, a real one ~30 s: 8 is minutes of work
@@ -38,7 +37,6 @@ class ServeConfig:
 
     def checked(self) -> ServeConfig:
         """Refuse settings that are wrong or unsafe, one line naming the option."""
-        choice(self.models, "--models", MODEL_SETS)
         number(self.port, "--port", low=0, high=65535, integer=True)
         number(self.max_upload_mb, "--max-upload-mb", low=0, high=1024, low_open=True)
         number(self.queue, "--queue", low=1, high=10_000, integer=True)

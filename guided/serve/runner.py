@@ -77,11 +77,11 @@ def _finite(values: dict) -> dict:
 class Runner:
     """Runs jobs of every method; models load once, on first use, through `stylizer()`."""
 
-    def __init__(self, store: JobStore, *, stylizer: Callable[[], object], nets, models: str):
+    def __init__(self, store: JobStore, *, stylizer: Callable[[], object], nets, tiny: bool):
         self.store = store
         self.stylizer = stylizer
         self.nets = nets
-        self.models = models
+        self.tiny = tiny
         self._scheduler: str | None = None  # the scheduler the Stylizer was loaded with, once known
 
     def run(self, record: JobRecord, control: Control) -> Outcome:
@@ -134,7 +134,7 @@ class Runner:
         # preset's own precision (a user preset may ask for bf16) would otherwise change it under the Stylizer's feet.
         options.update(device=str(stylizer.accelerator.device), mixed_precision=stylizer.accelerator.mixed_precision)
         backbone = None
-        if self.models == "tiny":  # the tiny stylizer's random VGG: no download, nothing loaded twice
+        if self.tiny:  # the tiny stylizer's random VGG: no download, nothing loaded twice
             from torch import nn
 
             backbone = nn.Sequential(*stylizer.guidance_models.vgg.body)
@@ -148,7 +148,7 @@ class Runner:
 
         result = stylize(content, styles, backbone=backbone, progress=False, callback=on_step, **options)
         metadata = dict(result.metadata)
-        if self.models == "tiny":
+        if self.tiny:
             metadata["random_backbone"] = True
         notes = ([f"stopped early: {result.stop_reason}"] if result.stopped_early else []) + list(result.notes)
         return Outcome(result.image, metadata, notes)
@@ -169,7 +169,7 @@ class Runner:
         stylizer = self.stylizer()
         self._step(record, control, 0, None, {}, None)
         with tempfile.TemporaryDirectory(dir=self.store.folder(record.id)) as tmp:
-            report = compare(content, styles=styles, stylizer=stylizer, models=stylizer.models,
+            report = compare(content, styles=styles, stylizer=stylizer, tiny=stylizer.tiny,
                              out_dir=Path(tmp) / "report", **options)
             grid = Image.open(report.out_dir / "grid.png").convert("RGB")
             rows = [{k: v for k, v in row.items() if k in ("name", "label", "metrics")} for row in report.rows]

@@ -60,7 +60,7 @@ def build_ui(state) -> gr.Blocks:
         job_id = gr.State(None)
         with gr.Row(elem_classes="g-header"):
             gr.Markdown("# guided\nStylize a photo: a text prompt, a painting, the classic method or a fast network.")
-        if state.config.models == "tiny":
+        if state.config.tiny:
             gr.HTML('<div class="g-notice">Tiny <b>random</b> models (<code>--tiny</code>): a smoke test of the '
                     "install. Results are noise, not stylizations.</div>")
         with gr.Tabs() as tabs:

@@ -164,7 +164,7 @@ def finished(state, record) -> Update:
     after = Image.open(path).convert("RGB")
     before = Image.open(state.store.input_paths(record)[0]).convert("RGB").resize(after.size, Image.LANCZOS)
     notes = "".join(f"\n- {html.escape(n)}" for n in record.notes[:5])
-    tiny = " · **tiny random models: not a real stylization**" if state.config.models == "tiny" else ""
+    tiny = " · **tiny random models: not a real stylization**" if state.config.tiny else ""
     info = (f"**{record.method}** · {record.seconds:.1f} s · peak memory {record.peak_memory_mb:.0f} MB · "
             f"{after.width}×{after.height} px{tiny}{notes}")
     link = (f'<a class="g-download" href="/api/v1/jobs/{record.id}/image" download="guided-{record.id[:8]}.png">'

@@ -155,28 +155,28 @@ class FastMethod:
 class StylizeMethod:
     """Guided img2img (guided.stylize.Stylizer) per frame: one seed, init from the warped previous result.
 
-    Slow: a diffusion run per frame. On a CPU only tiny models (`models="tiny"`) are practical."""
+    Slow: a diffusion run per frame. On a CPU only tiny models (`tiny=True`) are practical."""
 
     name = "stylize"
 
-    def __init__(self, *, temporal: float, seed: int = 0, models: str = "default", load_options: dict | None = None,
+    def __init__(self, *, temporal: float, seed: int = 0, tiny: bool = False, load_options: dict | None = None,
                  run_options: dict | None = None):
-        self.temporal, self.seed, self.models = temporal, seed, models
+        self.temporal, self.seed, self.tiny = temporal, seed, tiny
         self.load_options = dict(load_options or {})
         self.run_options = dict(run_options or {})
         self.stylizer = None
 
     def params(self) -> dict:
-        return {"temporal": self.temporal, "seed": self.seed, "models": self.models, "load": self.load_options,
+        return {"temporal": self.temporal, "seed": self.seed, "tiny": self.tiny, "load": self.load_options,
                 "run": {k: str(v) if isinstance(v, Path) else v for k, v in self.run_options.items()}}
 
     def load(self) -> None:
         from guided.stylize import Stylizer
 
-        self.stylizer = Stylizer.load(models=self.models, **self.load_options)
+        self.stylizer = Stylizer.load(tiny=self.tiny, **self.load_options)
 
     def describe(self) -> dict:
-        return dict(self.stylizer.model_info) if self.stylizer else {"models": self.models}
+        return dict(self.stylizer.model_info) if self.stylizer else {"tiny": self.tiny}
 
     def __call__(self, frame: np.ndarray, guide: Guide | None) -> np.ndarray:
         from PIL import Image
