@@ -100,22 +100,23 @@ def _gatys_ratio(net, args) -> dict:
 
 
 def _scorer(backbone: str, style: str):
-    from guided.compare.metrics import content_distance, gram_distance, gram_targets
+    from guided.compare.metrics import Scorer
     from guided.guidance.objective import loss_view
+    from guided.models.bundle import GuidanceModels
     from guided.models.vgg import VGGFeatures, resolve_backbone
 
     net, info = resolve_backbone(backbone)
     vgg = VGGFeatures(net, info.arch)
-    cfg = GuidanceConfig()
+    models = GuidanceModels(vgg=vgg)
+
     def view(im):
         return loss_view(pil_to_tensor(im), SCORE_SIZE)
 
-    targets = gram_targets(vgg, [view(load_image(style))], cfg.gram_layers)
+    painting = view(load_image(style))
 
-    def score(image, photo) -> dict:
-        x = view(image)
-        return {"gram": gram_distance(vgg, x, targets, cfg.gram_layers),
-                "content": content_distance(vgg, x, view(photo), cfg.content_layers)}
+    def score(image, photo) -> dict:  # the compare report's Gram and content distances
+        scores = Scorer(models, view(photo), paintings01=[painting]).score(view(image))
+        return {"gram": scores["gram"], "content": scores["content"]}
     return score, vgg
 
 

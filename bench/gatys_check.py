@@ -23,11 +23,12 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from guided.compare.metrics import gram_distance, gram_targets  # noqa: E402
+from guided.compare.metrics import Scorer  # noqa: E402
 from guided.config import DEFAULT_GRAM_LAYERS  # noqa: E402
 from guided.gatys import stylize  # noqa: E402
 from guided.gatys.presets import get_preset  # noqa: E402
 from guided.io.images import load_image, pil_to_tensor  # noqa: E402
+from guided.models.bundle import GuidanceModels  # noqa: E402
 from guided.models.vgg import VGGFeatures, resolve_backbone  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "images"
@@ -84,9 +85,10 @@ def main() -> int:
                     style_image = load_image(painting)
                     style_hw = (round(max(hw) * style_image.height / max(style_image.size)),
                                 round(max(hw) * style_image.width / max(style_image.size)))
-                    targets = gram_targets(vgg, [_view(style_image, style_hw)], DEFAULT_GRAM_LAYERS)
-                    before = gram_distance(vgg, _view(load_image(photo), hw), targets, DEFAULT_GRAM_LAYERS)
-                    after = gram_distance(vgg, _view(result.image, hw), targets, DEFAULT_GRAM_LAYERS)
+                    scorer = Scorer(GuidanceModels(vgg=vgg), paintings01=[_view(style_image, style_hw)],
+                                    gram_layers=DEFAULT_GRAM_LAYERS)
+                    before = scorer.score(_view(load_image(photo), hw))["gram"]
+                    after = scorer.score(_view(result.image, hw))["gram"]
                     scales = _scales(result.history)
                     falls = all(last < first for _, first, last in scales)
                     ratio = after / before

@@ -157,3 +157,49 @@ def test_lpips_with_cached_backbone_matches_the_lpips_package(tmp_path, images):
         expected = float(reference(a * 2 - 1, b * 2 - 1))
     assert lp(a, b) == pytest.approx(expected, rel=1e-5)
     assert expected > 0
+
+
+def test_the_scorer_equals_the_functions_and_passes_each_model_once(tiny, images, monkeypatch):
+    """Scorer's values are the functional metrics'; after its targets, one CLIP and one VGG pass per image."""
+    photo, painting = images
+    g = torch.Generator().manual_seed(3)
+    other = torch.rand(1, 3, 48, 64, generator=g)
+    layers = {"gram_layers": ["relu1_1", "relu2_1"], "content_layers": ["relu2_2"]}
+    scorer = metrics.Scorer(tiny, photo, paintings01=[painting, other], style_weights=[0.7, 0.3], prompt="ink",
+                            source_prompt="a photo", **layers)
+    image = torch.rand(1, 3, 40, 56, generator=g)  # another size than the photo: content resizes the photo
+    calls = {"clip": 0, "vgg": 0}
+    clip_encode, vgg_forward = tiny.clip.encode_image, type(tiny.vgg).forward
+    monkeypatch.setattr(tiny.clip, "encode_image", lambda x: calls.__setitem__("clip", calls["clip"] + 1)
+                        or clip_encode(x))
+    monkeypatch.setattr(type(tiny.vgg), "forward", lambda self, *a, **k: calls.__setitem__("vgg", calls["vgg"] + 1)
+                        or vgg_forward(self, *a, **k))
+    scorer.score(photo)  # the photo's content features at its own size are cached by the first score
+    calls.update(clip=0, vgg=0)
+    scores = scorer.score(image)
+    scorer.score(image)
+    assert calls == {"clip": 2, "vgg": 3}  # the photo's features at the new size once, then one pass a score
+    monkeypatch.undo()
+    grams = metrics.gram_targets(tiny.vgg, [painting, other], layers["gram_layers"], [0.7, 0.3])
+    with torch.no_grad():
+        style = tiny.clip.style_target([painting, other], [0.7, 0.3])
+        style_cos = float((tiny.clip.encode_image(image) * style).sum(-1).mean())
+    expected = {"clip_text": metrics.clip_score(tiny.clip, image, "ink"),
+                "clip_direction": metrics.clip_directional_similarity(tiny.clip, photo, image, "a photo", "ink"),
+                "clip_style": style_cos,
+                "gram": metrics.gram_distance(tiny.vgg, image, grams, layers["gram_layers"]),
+                "content": metrics.content_distance(tiny.vgg, image, photo, layers["content_layers"])}
+    for key, value in expected.items():
+        assert scores[key] == pytest.approx(value, rel=1e-5, abs=1e-7), key
+    assert scores["lpips"] is None  # no LPIPS given
+
+
+def test_the_scorer_leaves_out_what_it_has_nothing_to_compare_with(tiny, images):
+    from types import SimpleNamespace
+
+    photo, painting = images
+    no_prompt = metrics.Scorer(tiny, photo).score(painting)
+    assert no_prompt["clip_text"] is no_prompt["clip_direction"] is no_prompt["gram"] is no_prompt["clip_style"] is None
+    assert no_prompt["content"] > 0
+    vgg_only = metrics.Scorer(SimpleNamespace(clip=None, vgg=tiny.vgg), paintings01=[painting]).score(photo)
+    assert vgg_only["gram"] > 0 and vgg_only["content"] is None and vgg_only["clip_style"] is None

@@ -8,6 +8,8 @@
     gram_distance               mean over layers of MSE(Gram(VGG_l(a)), Gram(VGG_l(b)))  (style)
     content_distance            mean over layers of MSE(VGG_l(a), VGG_l(b))              (layout)
     lpips_distance              LPIPS (Zhang et al. 2018), only where its ImageNet backbone is on disk
+    Scorer                      all of them for many images against one photo, paintings and prompt,
+                                every target computed once (compare reports, video, benches)
 
 Images are (1, 3, H, W) float tensors in [0, 1]. CLIP embeddings are unit-norm, float32 (see
 `guided.models.clip.ClipGuide`); every image is seen whole, resized to CLIP's input, no random cutouts, so
@@ -136,6 +138,85 @@ def content_distance(vgg: VGGFeatures, a01: Tensor, b01: Tensor, layers: Sequenc
     fa = _features(vgg, a01, layers, "a01")
     fb = _features(vgg, b, layers, "b01")
     return float(torch.stack([content_loss(fa[layer], fb[layer]) for layer in layers]).mean())
+
+
+# ----------------------------------------------------------------------------------------- Scorer
+class Scorer:
+    """Every metric of a stylized image against one photo, its paintings and a prompt, with every target
+    computed once: the prompt's and the caption's text embeddings, the photo's CLIP embedding and
+    content features, the paintings' blended CLIP embedding and Gram targets. `score(image01)` is then
+    one CLIP image pass and one VGG pass (Gram and content layers together), plus LPIPS where given.
+
+    `models`: anything with `.clip` and `.vgg` (a `GuidanceModels`); a metric whose model, photo,
+    painting or prompt is missing is None. Values equal the functions above on the same inputs."""
+
+    def __init__(self, models, photo01: Tensor | None = None, *, paintings01: Sequence[Tensor] = (),
+                 style_weights: Sequence[float] | None = None, prompt: str | None = None,
+                 source_prompt: str = "a photo", lpips: Lpips | None = None,
+                 gram_layers: Sequence[str] = (), content_layers: Sequence[str] = ()):
+        from guided.config import GuidanceConfig
+        from guided.validate import style_weights as check_weights
+
+        defaults = GuidanceConfig()
+        self.clip, self.vgg, self.lpips = models.clip, models.vgg, lpips
+        self.gram_layers = _check_layers(gram_layers or defaults.gram_layers)
+        self.content_layers = _check_layers(content_layers or defaults.content_layers)
+        self.prompt = prompt.strip() if isinstance(prompt, str) and prompt.strip() else None
+        self.photo = _check_image(photo01, "photo01") if photo01 is not None else None
+        self._content: dict[tuple[int, int], dict[str, Tensor]] = {}  # photo features per image size
+        with torch.no_grad():
+            clip_ready = self.clip is not None
+            self.photo_embedding = (_image_embedding(self.clip, self.photo, "photo01")
+                                    if clip_ready and self.photo is not None else None)
+            self.text_embedding = self.text_delta = None
+            if clip_ready and self.prompt is not None:
+                texts = self.clip.encode_text([source_prompt, self.prompt])
+                self.text_embedding, self.text_delta = texts[1:], (texts[1] - texts[0]).unsqueeze(0)
+            self.style_embedding = self.grams = None
+            if paintings01:
+                weights = check_weights(style_weights, len(paintings01))
+                paintings = [_check_image(p, "paintings01") for p in paintings01]
+                if clip_ready:
+                    self.style_embedding = self.clip.style_target([p.to(self.clip.mean.device) for p in paintings],
+                                                                  weights)
+                if self.vgg is not None:
+                    self.grams = gram_targets(self.vgg, paintings, self.gram_layers, weights)
+
+    def _photo_features(self, size: tuple[int, int]) -> dict[str, Tensor]:
+        if size not in self._content:
+            photo = self.photo
+            if photo.shape[-2:] != size:  # as content_distance: the photo resized to the image
+                photo = F.interpolate(photo, size=size, mode="bilinear", align_corners=False, antialias=True)
+            self._content[size] = _features(self.vgg, photo, self.content_layers, "photo01")
+        return self._content[size]
+
+    @torch.no_grad()
+    def score(self, image01: Tensor) -> dict[str, float | None]:
+        """clip_text, clip_style, clip_direction, gram, content and lpips of `image01` ((1, 3, H, W) in [0, 1])."""
+        x = _check_image(image01, "image01")
+        out: dict[str, float | None] = dict.fromkeys(("clip_text", "clip_style", "clip_direction", "gram", "content",
+                                                      "lpips"))
+        if self.clip is not None:
+            e = _image_embedding(self.clip, x, "image01")
+            if self.text_embedding is not None:
+                out["clip_text"] = float((100.0 * (e * self.text_embedding).sum(-1).clamp(min=0)).mean())
+                if self.photo_embedding is not None:
+                    out["clip_direction"] = float(_direction_cosine(e - self.photo_embedding, self.text_delta).mean())
+            if self.style_embedding is not None:
+                out["clip_style"] = float((e * self.style_embedding).sum(-1).mean())
+        if self.vgg is not None:
+            wanted = (self.gram_layers if self.grams is not None else []) + (
+                self.content_layers if self.photo is not None else [])
+            feats = _features(self.vgg, x, wanted, "image01") if wanted else {}
+            if self.grams is not None:
+                out["gram"] = float(torch.stack([gram_loss(feats[k], self.grams[k]) for k in self.gram_layers]).mean())
+            if self.photo is not None:
+                photo = self._photo_features(tuple(x.shape[-2:]))
+                out["content"] = float(torch.stack([content_loss(feats[k], photo[k])
+                                                    for k in self.content_layers]).mean())
+        if self.lpips is not None and self.photo is not None:
+            out["lpips"] = self.lpips(x, self.photo)
+        return out
 
 
 # ------------------------------------------------------------------------------------------ LPIPS

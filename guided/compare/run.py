@@ -316,59 +316,30 @@ def _stylize_stage(run: _Run, guidance, name: str, label: str, memory: PeakMemor
 
 
 class _Scorer:
-    """Every metric of one image against the compare's photo, paintings and prompt."""
+    """The report's rows: `guided.compare.metrics.Scorer` on PIL images at the loss resolution, plus the
+    stage's time and memory, with notes for the metrics that have nothing to compare against."""
 
     def __init__(self, models, photo, paintings, style_weights, prompt, source_prompt, lpips):
-        import torch
-
-        from guided.compare.metrics import gram_targets
+        from guided.compare.metrics import Scorer
         from guided.guidance.objective import loss_view
         from guided.io.images import pil_to_tensor
 
-        self.models, self.lpips, self.notes = models, lpips, []
-        config = GuidanceConfig()
-        self.size, self.gram_layers, self.content_layers = config.loss_size, config.gram_layers, config.content_layers
-        self.device = next(models.vgg.parameters()).device
-        self._view = lambda im: loss_view(pil_to_tensor(im).to(self.device), self.size)
-        self.photo = self._view(photo)
-        self.paintings = [self._view(p) for p in paintings]
-        self.prompt = prompt.strip() if isinstance(prompt, str) and prompt.strip() else None
-        self.source_prompt = source_prompt
-        self.style_embedding = None
-        self.grams = None
-        if self.paintings:
-            weights = validate.style_weights(style_weights, len(self.paintings))
-            with torch.no_grad():
-                self.style_embedding = models.clip.style_target(self.paintings, weights)
-            self.grams = gram_targets(models.vgg, self.paintings, self.gram_layers, weights)
-        else:
+        size = GuidanceConfig().loss_size
+        device = next(models.vgg.parameters()).device
+        self._view = lambda im: loss_view(pil_to_tensor(im).to(device), size)
+        self.scorer = Scorer(models, self._view(photo), paintings01=[self._view(p) for p in paintings],
+                             style_weights=style_weights if paintings else None, prompt=prompt,
+                             source_prompt=source_prompt, lpips=lpips)
+        self.notes = []
+        if not paintings:
             self.notes.append("clip_style, gram: null, no style painting given")
-        if self.prompt is None:
+        if self.scorer.prompt is None:
             self.notes.append("clip_text, clip_direction: null, no prompt given")
         else:
             self.notes.append(f"clip_direction: edit from the caption {source_prompt!r} to the prompt")
 
     def score(self, image: PIL.Image.Image, seconds: float | None, peak: float | None) -> dict[str, Any]:
-        import torch
-
-        from guided.compare import metrics as metrics
-
-        x = self._view(image)
-        clip, vgg = self.models.clip, self.models.vgg
-        out: dict[str, Any] = dict.fromkeys(("clip_text", "clip_style", "clip_direction", "gram"))
-        if self.prompt is not None:
-            out["clip_text"] = metrics.clip_score(clip, x, self.prompt)
-            out["clip_direction"] = metrics.clip_directional_similarity(clip, self.photo, x, self.source_prompt,
-                                                                        self.prompt)
-        if self.style_embedding is not None:
-            with torch.no_grad():
-                out["clip_style"] = float((clip.encode_image(x) * self.style_embedding).sum(-1).mean())
-            out["gram"] = metrics.gram_distance(vgg, x, self.grams, self.gram_layers)
-        out["content"] = metrics.content_distance(vgg, x, self.photo, self.content_layers)
-        out["lpips"] = self.lpips(x, self.photo)
-        out["seconds"] = seconds
-        out["peak_memory_mb"] = peak
-        return out
+        return {**self.scorer.score(self._view(image)), "seconds": seconds, "peak_memory_mb": peak}
 
 
 def _write_report(run: _Run, outputs: list[Stage], rows: list[dict], notes: list[str],

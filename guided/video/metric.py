@@ -43,10 +43,11 @@ def _unit(image: np.ndarray) -> np.ndarray:
 
 
 class StyleMeter:
-    """Per-frame style distance: `guided.compare.metrics.gram_distance` between an output frame and the
-    style image(s), on the VGG that `backbone` names (see `guided.models.vgg.resolve_backbone`).
+    """Per-frame style distance: the Gram distance of `guided.compare.metrics.Scorer` between an output
+    frame and the style image(s), on the VGG that `backbone` names (see `guided.models.vgg.resolve_backbone`).
 
-    Gram statistics depend on scale, so the style image is resized to the frame's long side (aspect kept)."""
+    Gram statistics depend on scale, so the style image is resized to the frame's long side (aspect kept);
+    the targets of each long side are computed once."""
 
     def __init__(self, styles: Sequence[str | Path], backbone=None, *, layers: Sequence[str] | None = None,
                  seed: int = 0):
@@ -58,30 +59,30 @@ class StyleMeter:
         self.vgg = VGGFeatures(net, self.info.arch).eval()
         self.layers = list(layers or PRESETS["default"].style_layers)
         self.styles = [load_image(s, what="style image") for s in styles]
-        self._targets: dict[int, dict] = {}
+        self._scorers: dict[int, object] = {}
 
-    def _targets_for(self, long_side: int) -> dict:
-        if long_side not in self._targets:
+    def _scorer_for(self, long_side: int):
+        if long_side not in self._scorers:
             from PIL import Image
 
-            from guided.compare.metrics import gram_targets
+            from guided.compare.metrics import Scorer
             from guided.io.images import pil_to_tensor
+            from guided.models.bundle import GuidanceModels
 
             tensors = []
             for style in self.styles:
                 scale = long_side / max(style.size)
                 size = (max(8, round(style.width * scale)), max(8, round(style.height * scale)))
                 tensors.append(pil_to_tensor(style.resize(size, Image.Resampling.LANCZOS)))
-            self._targets[long_side] = gram_targets(self.vgg, tensors, self.layers)
-        return self._targets[long_side]
+            self._scorers[long_side] = Scorer(GuidanceModels(vgg=self.vgg), paintings01=tensors,
+                                              gram_layers=self.layers)
+        return self._scorers[long_side]
 
     def __call__(self, frame: np.ndarray) -> float:
         import torch
 
-        from guided.compare.metrics import gram_distance
-
         x = torch.from_numpy(_unit(frame)).permute(2, 0, 1)[None]
-        return gram_distance(self.vgg, x, self._targets_for(max(frame.shape[:2])), self.layers)
+        return self._scorer_for(max(frame.shape[:2])).score(x)["gram"]
 
 
 __all__ = ["StyleMeter", "mean_error", "warping_error"]
