@@ -266,6 +266,23 @@ class GuidedSamplingMixin:
         return objective, content01, guidance_models
 
     # --------------------------------------------------------------------- guidance pieces
+    def _timestep_cond(self, batch: int, device, dtype) -> torch.Tensor | None:
+        """The guidance-scale embedding a UNet with `time_cond_proj_dim` takes (LCM), else None, as diffusers
+        computes it."""
+        if self.unet.config.time_cond_proj_dim is None:
+            return None
+        scale = torch.tensor(self.guidance_scale - 1).repeat(batch)
+        return self.get_guidance_scale_embedding(scale, embedding_dim=self.unet.config.time_cond_proj_dim).to(
+            device=device, dtype=dtype)
+
+    def _step_callback(self, callback, tensor_inputs, step: int, t, local: dict, record: dict, objective) -> dict:
+        """`callback_on_step_end(pipe, step, t, kwargs)` as diffusers calls it, the step's unweighted losses
+        added as `kwargs["losses"]`; returns `local` with the tensors the callback replaced."""
+        kwargs = {k: local[k] for k in tensor_inputs}
+        kwargs["losses"] = {k: v for k, v in record.items() if k in objective.available_terms}
+        outputs = callback(self, step, t, kwargs) or {}
+        return {k: outputs.pop(k, v) for k, v in local.items()}
+
     def _unet(self, latent_model_input, t, prompt_embeds, timestep_cond, added_cond_kwargs):
         return self.unet(latent_model_input, t, encoder_hidden_states=prompt_embeds,
                          timestep_cond=timestep_cond, cross_attention_kwargs=self.cross_attention_kwargs,

@@ -135,11 +135,7 @@ class GuidedStableDiffusionImg2ImgPipeline(GuidedSamplingMixin, StableDiffusionI
 
         # 7. Prepare extra step kwargs and the optional guidance-scale embedding
         extra_step_kwargs = self.prepare_extra_step_kwargs(generator, eta)
-        timestep_cond = None
-        if self.unet.config.time_cond_proj_dim is not None:
-            scale = torch.tensor(self.guidance_scale - 1).repeat(batch_size * num_images_per_prompt)
-            timestep_cond = self.get_guidance_scale_embedding(
-                scale, embedding_dim=self.unet.config.time_cond_proj_dim).to(device=device, dtype=latents.dtype)
+        timestep_cond = self._timestep_cond(batch_size * num_images_per_prompt, device, latents.dtype)
 
         # 8. Denoising loop, guided
         history: list[dict[str, float]] = []
@@ -158,14 +154,11 @@ class GuidedStableDiffusionImg2ImgPipeline(GuidedSamplingMixin, StableDiffusionI
                 latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
 
                 if callback_on_step_end is not None:
-                    local = {"latents": latents, "prompt_embeds": prompt_embeds,
-                             "negative_prompt_embeds": negative_prompt_embeds, "noise_pred": noise_pred}
-                    callback_kwargs = {k: local[k] for k in callback_on_step_end_tensor_inputs}
-                    callback_kwargs["losses"] = {k: v for k, v in record.items() if k in objective.available_terms}
-                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
-                    latents = callback_outputs.pop("latents", latents)
-                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
-                    negative_prompt_embeds = callback_outputs.pop("negative_prompt_embeds", negative_prompt_embeds)
+                    local = self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs, i, t, {
+                        "latents": latents, "prompt_embeds": prompt_embeds,
+                        "negative_prompt_embeds": negative_prompt_embeds, "noise_pred": noise_pred}, record, objective)
+                    latents, prompt_embeds = local["latents"], local["prompt_embeds"]
+                    negative_prompt_embeds = local["negative_prompt_embeds"]
 
                 if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
                     progress_bar.update()

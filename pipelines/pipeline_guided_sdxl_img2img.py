@@ -197,11 +197,7 @@ class GuidedStableDiffusionXLImg2ImgPipeline(GuidedSamplingMixin, StableDiffusio
             timesteps = timesteps[:num_inference_steps]
 
         # 9.2 Optionally get Guidance Scale Embedding
-        timestep_cond = None
-        if self.unet.config.time_cond_proj_dim is not None:
-            scale = torch.tensor(self.guidance_scale - 1).repeat(batch_size * num_images_per_prompt)
-            timestep_cond = self.get_guidance_scale_embedding(
-                scale, embedding_dim=self.unet.config.time_cond_proj_dim).to(device=device, dtype=latents.dtype)
+        timestep_cond = self._timestep_cond(batch_size * num_images_per_prompt, device, latents.dtype)
 
         history: list[dict[str, float]] = []
         self._num_timesteps = len(timesteps)
@@ -218,15 +214,11 @@ class GuidedStableDiffusionXLImg2ImgPipeline(GuidedSamplingMixin, StableDiffusio
                 latents = self.scheduler.step(noise_pred, t, latents, **extra_step_kwargs, return_dict=False)[0]
 
                 if callback_on_step_end is not None:
-                    local = {"latents": latents, "prompt_embeds": prompt_embeds, "add_text_embeds": add_text_embeds,
-                             "add_time_ids": add_time_ids, "noise_pred": noise_pred}
-                    callback_kwargs = {k: local[k] for k in callback_on_step_end_tensor_inputs}
-                    callback_kwargs["losses"] = {k: v for k, v in record.items() if k in objective.available_terms}
-                    callback_outputs = callback_on_step_end(self, i, t, callback_kwargs) or {}
-                    latents = callback_outputs.pop("latents", latents)
-                    prompt_embeds = callback_outputs.pop("prompt_embeds", prompt_embeds)
-                    add_text_embeds = callback_outputs.pop("add_text_embeds", add_text_embeds)
-                    add_time_ids = callback_outputs.pop("add_time_ids", add_time_ids)
+                    local = self._step_callback(callback_on_step_end, callback_on_step_end_tensor_inputs, i, t, {
+                        "latents": latents, "prompt_embeds": prompt_embeds, "add_text_embeds": add_text_embeds,
+                        "add_time_ids": add_time_ids, "noise_pred": noise_pred}, record, objective)
+                    latents, prompt_embeds = local["latents"], local["prompt_embeds"]
+                    add_text_embeds, add_time_ids = local["add_text_embeds"], local["add_time_ids"]
 
                 if i == len(timesteps) - 1 or ((i + 1) > num_warmup_steps and (i + 1) % self.scheduler.order == 0):
                     progress_bar.update()
