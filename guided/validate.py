@@ -96,6 +96,19 @@ def known_keys(options: object, known: Sequence[str], *, name: str = "options") 
     return dict(options)
 
 
+def json_object(text: str, what: str) -> dict:
+    """`text` parsed as a JSON object; `what` names it in the error (e.g. "`options`", "metadata in 'a.json'")."""
+    import json
+
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise GuidedError(f"{what} is not valid JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
+    if not isinstance(data, dict):
+        raise GuidedError(f"{what} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
 def text(value, name: str, *, max_length: int = 2000, allow_empty: bool = True) -> str:
     """A string of at most `max_length` characters (a prompt, a name)."""
     if not isinstance(value, str):

@@ -25,7 +25,6 @@ the folders passed as `dirs=`. A malformed file is an error naming the file and 
 from __future__ import annotations
 
 import difflib
-import json
 import math
 import os
 from collections.abc import Iterable
@@ -33,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from guided import validate
 from guided.constants import GUIDANCE_TERMS
 from guided.errors import GuidedError
 
@@ -136,13 +136,7 @@ def parse_preset_file(path: str | Path) -> Preset:
         raw = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise GuidedError(f"{where} cannot be read: {' '.join(str(exc).split())}") from None
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as exc:
-        raise GuidedError(f"{where} is not valid JSON: {exc.msg} at line {exc.lineno} "
-                          f"column {exc.colno}") from None
-    if not isinstance(data, dict):
-        raise GuidedError(f"{where} must hold a JSON object, got {type(data).__name__}")
+    data = validate.json_object(raw, where)
     return preset_from_dict(data, name=path.stem, path=path, where=where)
 
 

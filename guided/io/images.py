@@ -354,10 +354,6 @@ def _read_json_file(side: Path, image: Path) -> dict:
 
 
 def _parse_metadata(text: str, where: str) -> dict:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GuidedError(f"metadata in {where} is not valid JSON ({one_line(exc)})") from None
-    if not isinstance(data, dict):
-        raise GuidedError(f"metadata in {where} is not a JSON object")
-    return data
+    from guided.validate import json_object
+
+    return json_object(text, f"metadata in {where}")

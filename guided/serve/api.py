@@ -7,7 +7,6 @@ an allowed image, 422 a bad option, 429 (with Retry-After) a full queue, 404 an 
 """
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from pathlib import Path
@@ -22,6 +21,7 @@ from guided.serve.fastnets import FastUnavailable
 from guided.serve.options import check_options, error_field
 from guided.serve.store import FINAL
 from guided.serve.worker import QueueFull
+from guided.validate import json_object
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +42,12 @@ def bad_option(exc: GuidedError) -> JSONResponse:
 def parse_options(text: str | None) -> dict:
     if text is None or not text.strip():
         return {}
-    try:
-        options = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise GuidedError(f"`options` is not valid JSON ({exc.msg} at position {exc.pos})") from None
-    if not isinstance(options, dict):
-        raise GuidedError(f"`options` must be a JSON object, got {type(options).__name__}")
-    return options
+    return json_object(text, "`options`")
+
+
+def no_job(job_id: str) -> JSONResponse:
+    """404 for an unknown job id (shown shortened: it came from the client)."""
+    return error(404, f"no job {job_id[:64]!r}")
 
 
 def make_router(state) -> APIRouter:
@@ -91,7 +90,7 @@ def make_router(state) -> APIRouter:
     def get_job(job_id: str):
         record = state.store.get(job_id)
         if record is None:
-            return error(404, f"no job {job_id[:64]!r}")
+            return no_job(job_id)
         return record.to_dict()
 
     @router.get("/jobs/{job_id}/image", summary="The result PNG with its manifest",
@@ -99,7 +98,7 @@ def make_router(state) -> APIRouter:
     def get_image(job_id: str):
         record = state.store.get(job_id)
         if record is None:
-            return error(404, f"no job {job_id[:64]!r}")
+            return no_job(job_id)
         path = state.store.result_path(job_id)
         if path is None:
             return error(404, f"job {job_id} has no result (status: {record.status})")
@@ -116,7 +115,7 @@ def make_router(state) -> APIRouter:
     def cancel_job(job_id: str):
         record = state.store.get(job_id)
         if record is None:
-            return error(404, f"no job {job_id[:64]!r}")
+            return no_job(job_id)
         if record.status in FINAL:
             return error(409, f"job {job_id} is already {record.status}")
         record = state.queue.cancel(record)
