@@ -59,18 +59,24 @@ def server(tmp_path_factory, stylizer):
 
 
 @pytest.fixture(scope="module")
-def page(server):
+def playwright():
+    """One Playwright for the module (a second one cannot start while the first runs its event loop)."""
     with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
-        context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
-        page = context.new_page()
-        page.set_default_timeout(90_000)
-        page.requests_elsewhere = []
-        base = server[0]
-        page.on("request", lambda r: None if r.url.startswith((base, "data:", "blob:"))
-                else page.requests_elsewhere.append(r.url))
-        yield page
-        browser.close()
+        yield p
+
+
+@pytest.fixture(scope="module")
+def page(server, playwright):
+    browser = playwright.chromium.launch(executable_path=chromium(), args=CHROMIUM_FLAGS)
+    context = browser.new_context(viewport={"width": 1280, "height": 1000}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    page.requests_elsewhere = []
+    base = server[0]
+    page.on("request", lambda r: None if r.url.startswith((base, "data:", "blob:"))
+            else page.requests_elsewhere.append(r.url))
+    yield page
+    browser.close()
 
 
 def test_upload_pick_a_preset_run_see_and_download_the_result(server, page, tmp_path):
@@ -149,26 +155,25 @@ def test_the_api_answers_the_same_server(server):
         assert json.load(io.TextIOWrapper(response))["tiny"] is True
 
 
-def test_a_dns_rebinding_page_gets_nothing(server):
+def test_a_dns_rebinding_page_gets_nothing(server, playwright):
     """Chromium told that evil.example resolves to 127.0.0.1 (what a rebinding attacker's DNS does):
     its page and its same-origin requests to the server are refused, and no job or result leaks."""
     base, _ = server
     port = base.rsplit(":", 1)[1]
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium(), args=[
-            *CHROMIUM_FLAGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"])
-        try:
-            page = browser.new_page()
-            rebound = f"http://evil.example:{port}"
-            response = page.goto(rebound + "/api/v1/jobs")
-            assert response.status == 421 and "--allowed-host" in response.text()
-            seen = page.evaluate("""async () => {
-                const jobs = await fetch('/api/v1/jobs');
-                const post = await fetch('/api/v1/jobs', {method: 'POST', body: new FormData()});
-                return [jobs.status, post.status, await jobs.text()];
-            }""")
-            assert seen[:2] == [421, 421] and '"id"' not in seen[2]
-            ours = page.goto(base + "/api/v1/health")  # the same browser, addressing the server by its own name
-            assert ours.status == 200
-        finally:
-            browser.close()
+    browser = playwright.chromium.launch(executable_path=chromium(), args=[
+        *CHROMIUM_FLAGS, "--host-resolver-rules=MAP evil.example 127.0.0.1"])
+    try:
+        page = browser.new_page()
+        rebound = f"http://evil.example:{port}"
+        response = page.goto(rebound + "/api/v1/jobs")
+        assert response.status == 421 and "--allowed-host" in response.text()
+        seen = page.evaluate("""async () => {
+            const jobs = await fetch('/api/v1/jobs');
+            const post = await fetch('/api/v1/jobs', {method: 'POST', body: new FormData()});
+            return [jobs.status, post.status, await jobs.text()];
+        }""")
+        assert seen[:2] == [421, 421] and '"id"' not in seen[2]
+        ours = page.goto(base + "/api/v1/health")  # the same browser, addressing the server by its own name
+        assert ours.status == 200
+    finally:
+        browser.close()
