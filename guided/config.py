@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 from guided.constants import FAST_DECODERS, GUIDANCE_TERMS, MIXED_PRECISION, MODES
 from guided.errors import GuidedError
-from guided.validate import number
+from guided.validate import integer, number
 
 #: Gatys et al. (2016): the first ReLU of each block carries the style statistics.
 DEFAULT_GRAM_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -37,8 +37,7 @@ class TermWindow:
             number(value, f"{name}.{key}", low=0.0, high=1.0)
         if self.start > self.end:
             raise GuidedError(f"`{name}.start` ({self.start!r}) must not be after `{name}.end` ({self.end!r})")
-        if not isinstance(self.every, int) or isinstance(self.every, bool) or self.every < 1:
-            raise GuidedError(f"`{name}.every` must be an integer >= 1, got {self.every!r}")
+        integer(self.every, f"{name}.every", low=1)
 
     def active(self, step: int, num_steps: int) -> bool:
         """Whether 0-based `step` of `num_steps` denoising steps falls in this window."""
@@ -140,18 +139,15 @@ class GuidanceConfig:
         if self.mixed_precision not in ("auto", *MIXED_PRECISION):
             raise GuidedError(f"`mixed_precision` must be one of auto, {', '.join(MIXED_PRECISION)}, "
                               f"got {self.mixed_precision!r}")
-        if isinstance(self.cutouts, bool) or not isinstance(self.cutouts, int) or self.cutouts < 0:
-            raise GuidedError(f"`cutouts` must be an integer >= 0, got {self.cutouts!r}")
-        if isinstance(self.loss_size, bool) or not isinstance(self.loss_size, int) or not 32 <= self.loss_size <= 4096:
-            raise GuidedError(f"`loss_size` must be an integer number of pixels in 32..4096, got {self.loss_size!r}")
+        integer(self.cutouts, "cutouts", low=0)
+        integer(self.loss_size, "loss_size", low=32, high=4096)
         for key in ("gram_layers", "content_layers"):
             layers = getattr(self, key)
             if not layers or not all(isinstance(x, str) and x for x in layers):
                 raise GuidedError(f"`{key}` must be a non-empty list of VGG layer names, got {layers!r}")
-        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
-            raise GuidedError(f"`seed` must be an integer or None, got {self.seed!r}")
-        if isinstance(self.norm_every, bool) or not isinstance(self.norm_every, int) or self.norm_every < 1:
-            raise GuidedError(f"`norm_every` must be an integer >= 1, got {self.norm_every!r}")
+        if self.seed is not None:
+            integer(self.seed, "seed")
+        integer(self.norm_every, "norm_every", low=1)
         for key in ("normalize_gradients", "cutout_augment"):
             if not isinstance(getattr(self, key), bool):
                 raise GuidedError(f"`{key}` must be true or false, got {getattr(self, key)!r}")

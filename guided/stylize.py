@@ -102,8 +102,7 @@ def guidance_from(base: GuidanceConfig | dict | None, overrides: dict[str, Any] 
 
 def resize_long_side(image: PIL.Image.Image, size: int) -> PIL.Image.Image:
     """Resize so the long side is `size` (aspect kept); the pipeline rounds to multiples of 8."""
-    if not isinstance(size, int) or size < 32:
-        raise GuidedError(f"`size` must be an integer >= 32 (pixels of the long side), got {size!r}")
+    validate.integer(size, "size", low=32)
     w, h = image.size
     scale = size / max(w, h)
     return image.resize((max(8, round(w * scale)), max(8, round(h * scale))), PIL.Image.LANCZOS)

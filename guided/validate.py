@@ -30,6 +30,14 @@ def number(value, name: str, *, low: float | None = None, high: float | None = N
     return int(value) if integer else float(value)
 
 
+def integer(value, name: str, *, low: int | None = None, high: int | None = None) -> int:
+    """`value` as an int within [low, high]; unlike `number(..., integer=True)` a float such as 3.0 is
+    refused, for fields used as counts or sizes as they are given (a dataclass field, a JSON value)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise GuidedError(f"`{name}` must be an integer, got {value!r}")
+    return number(value, name, low=low, high=high, integer=True)
+
+
 def parse_floats(text: str, name: str) -> list[float]:
     """Comma-separated numbers, as the CLI takes lists (`--style-weights 0.7,0.3`)."""
     try:

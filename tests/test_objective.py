@@ -268,7 +268,7 @@ def test_cached_term_scales_give_the_measured_step_exactly_and_one_backward_betw
 
 
 def test_norm_every_must_be_a_positive_integer():
-    with pytest.raises(GuidedError, match="`norm_every` must be an integer >= 1, got 0"):
+    with pytest.raises(GuidedError, match="`norm_every` must be in \\[1, inf\\], got 0"):
         GuidanceConfig(norm_every=0)
 
 

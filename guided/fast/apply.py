@@ -19,6 +19,7 @@ from torch import Tensor
 
 from guided.errors import GuidedError
 from guided.fast.network import MIN_SIDE
+from guided.validate import integer
 
 logger = logging.getLogger(__name__)
 
@@ -129,8 +130,8 @@ class FastStylizer:
         from guided.io.images import load_image, pil_to_tensor, tensor_to_pil
         from guided.io.manifest import build_manifest
 
-        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < MIN_SIDE):
-            raise GuidedError(f"`size` must be an integer >= {MIN_SIDE} (long side in pixels), got {size!r}")
+        if size is not None:
+            integer(size, "size", low=MIN_SIDE)
         image = load_image(photo, what="photo")
         if size is not None and max(image.size) != size:
             scale = size / max(image.size)

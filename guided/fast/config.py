@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from guided.constants import GUIDANCE_TERMS
 from guided.errors import GuidedError
-from guided.validate import number
+from guided.validate import integer, number
 
 #: Channels of the three convolution stages. `full` is Johnson's network (1.68 M parameters),
 #: `half` the half-width one his code ships "without sacrificing quality" (0.42 M).
@@ -81,9 +81,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         def positive_int(name: str, minimum: int = 1) -> None:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-                raise GuidedError(f"`{name}` must be an integer >= {minimum}, got {value!r}")
+            integer(getattr(self, name), name, low=minimum)
 
         for name in ("iterations", "batch_size", "checkpoint_every", "sample_every"):
             positive_int(name)

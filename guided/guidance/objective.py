@@ -76,9 +76,8 @@ class GuidedObjective:
                  style_images: Sequence[Tensor] = (), style_weights: Sequence[float] | None = None,
                  content_image: Tensor | None = None, style_size: int | None = None):
         config.validate()
-        if style_size is not None and (isinstance(style_size, bool) or not isinstance(style_size, int)
-                                       or style_size < 16):
-            raise GuidedError(f"`style_size` must be an integer number of pixels >= 16, got {style_size!r}")
+        if style_size is not None:
+            validate.integer(style_size, "style_size", low=16)
         self.style_size = style_size  # long side of the style images' view (None: `config.loss_size`)
         self.config = config
         self.models = models

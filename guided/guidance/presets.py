@@ -25,7 +25,6 @@ the folders passed as `dirs=`. A malformed file is an error naming the file and 
 from __future__ import annotations
 
 import difflib
-import math
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -163,8 +162,11 @@ def preset_from_dict(data: dict, *, name: str, path: Path | None = None,
         if guidance_scale <= 0:
             raise GuidedError(f"{where}: field `guidance_scale` must be > 0, got {guidance_scale}")
     steps = data.get("num_inference_steps")
-    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
-        raise GuidedError(f"{where}: field `num_inference_steps` must be an integer >= 1, got {steps!r}")
+    if steps is not None:
+        try:
+            validate.integer(steps, "num_inference_steps", low=1)
+        except GuidedError as exc:
+            raise GuidedError(f"{where}: field {exc}") from None
     return Preset(name=name, description=description,
                   prompt=_string(data, "prompt", where, allow_empty=False),
                   negative_prompt=_string(data, "negative_prompt", where, allow_empty=True),
@@ -182,9 +184,10 @@ def _string(data: dict, key: str, where: str, *, allow_empty: bool) -> str:
 
 
 def _number(value: Any, key: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise GuidedError(f"{where}: field `{key}` must be a finite number, got {value!r}")
-    return float(value)
+    try:
+        return validate.number(value, key)
+    except GuidedError as exc:
+        raise GuidedError(f"{where}: field {exc}") from None
 
 
 def _weights(value: Any, where: str) -> dict[str, float]:
