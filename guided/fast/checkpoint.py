@@ -119,8 +119,9 @@ def load_network(path: str | Path) -> tuple[TransformerNet, dict]:
     try:
         net.load_state_dict(tensors, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise GuidedError(f"network file '{path}' does not fit a {width} TransformerNet: {first}") from None
+        from guided.models.checkpoints import mismatch
+
+        raise GuidedError(f"network file '{path}' does not fit a {width} TransformerNet: {mismatch(exc)}") from None
     return net.eval().requires_grad_(False), card
 
 

@@ -21,6 +21,12 @@ def offline() -> bool:
     return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "GUIDED_OFFLINE"))
 
 
+def mismatch(exc: RuntimeError) -> str:
+    """The line of a `load_state_dict(strict=True)` error that says which keys or shapes differ."""
+    text = str(exc)
+    return text.splitlines()[1].strip() if "\n" in text else text
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a state dict from `.safetensors` (preferred) or `.pth`/`.pt`/`.bin` (weights only)."""
     path = Path(path).expanduser()

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 from guided.constants import ENV_VGG_WEIGHTS, IMAGENET_MEAN, IMAGENET_STD
 from guided.errors import GuidedError
 from guided.io.files import sha256_file
-from guided.models.checkpoints import fetch_torch_hub_checkpoint, load_state_dict
+from guided.models.checkpoints import fetch_torch_hub_checkpoint, load_state_dict, mismatch
 
 logger = logging.getLogger(__name__)
 
@@ -142,8 +142,8 @@ def _from_file(path: Path) -> tuple[nn.Sequential, BackboneInfo]:
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise GuidedError(f"weights file '{path}' does not fit torchvision's {arch}().features: {first}") from None
+        raise GuidedError(f"weights file '{path}' does not fit torchvision's {arch}().features: "
+                          f"{mismatch(exc)}") from None
     return net, BackboneInfo(arch, f"local file {path}", sha256=sha256_file(path))
 
 
