@@ -1,4 +1,4 @@
-"""`stylize_video`: a clip in, a stylized MP4 out, frame by frame with optical-flow consistency.
+"""`stylize_video`: a video in, a stylized MP4 out, frame by frame with optical-flow consistency.
 
     from guided.video import FastMethod, VideoConfig, stylize_video
     result = stylize_video("in.mp4", "out.mp4", FastMethod("mosaic.safetensors", temporal=0.5))
@@ -116,34 +116,34 @@ def stylize_video(source: str | Path, output: str | Path, method: FrameMethod,
 
     started = time.perf_counter()
     config = config or VideoConfig()
-    # 1. Check inputs: the numbers, the output, then the clip itself (decoding its first frame).
+    # 1. Check inputs: the numbers, the output, then the video itself (decoding its first frame).
     config.check()
     check_temporal(method.temporal)
     output = Path(output).expanduser()
     check_outputs([Output(output, "--output", kind="file", suffixes=(".mp4",))],
                   inputs=[source, *config.styles, getattr(method, "network", None)])
-    clip = open_video(source, size=config.size, fps=config.fps, start=config.start, end=config.end,
-                     max_frames=config.max_frames)
+    video = open_video(source, size=config.size, fps=config.fps, start=config.start, end=config.end,
+                       max_frames=config.max_frames)
     meter = _style_meter(config)
     method.load()  # a bad network or model is refused here, before anything is written
     # 2. The work folder: what the frames depend on decides whether earlier frames are reused.
     stat = Path(source).stat()
     job = {"input": str(Path(source).resolve()), "input_size": stat.st_size, "input_mtime_ns": stat.st_mtime_ns,
-           "clip": clip.describe(), "method": method.name, "params": method.params(), "flow": asdict(config.flow)}
+           "video": video.describe(), "method": method.name, "params": method.params(), "flow": asdict(config.flow)}
     work = WorkFolder(work_folder(output), job)
     resumed = work.open()
     if resumed:
-        logger.info("continuing: %d of %d frames already finished in '%s'", resumed, clip.frame_count, work.folder)
+        logger.info("continuing: %d of %d frames already finished in '%s'", resumed, video.frame_count, work.folder)
     clock = _Clock()
     try:
         with InterruptGuard() as signals:
             # 3. The frames (SIGINT/SIGTERM are held while a frame and its record are written).
-            _frames(clip, method, work, resumed, meter, clock, signals, config)
+            _frames(video, method, work, resumed, meter, clock, signals, config)
             # 4. Encode, read back, publish.
-            result = _finish(clip, method, work, output, config, clock, started, resumed)
+            result = _finish(video, method, work, output, config, clock, started, resumed)
     except Interrupted as stop:
         logger.warning("interrupted: %d of %d frames finished in '%s'; run the same command again to continue",
-                       work.done, clip.frame_count, work.folder)
+                       work.done, video.frame_count, work.folder)
         work.close()
         raise VideoInterrupted(stop.signum) from None
     except WorkKept:
@@ -156,7 +156,7 @@ def stylize_video(source: str | Path, output: str | Path, method: FrameMethod,
         work.close()
         if work.done:
             logger.warning("stopped: %d of %d frames finished are kept in '%s'; run the same command again to "
-                           "continue", work.done, clip.frame_count, work.folder)
+                           "continue", work.done, video.frame_count, work.folder)
         else:
             work.remove()
         raise
@@ -178,22 +178,22 @@ def _style_meter(config: VideoConfig):
     return StyleMeter(config.styles, config.backbone)
 
 
-def _frames(clip, method: FrameMethod, work, resumed: int, meter, clock: _Clock, signals, config) -> None:
+def _frames(video, method: FrameMethod, work, resumed: int, meter, clock: _Clock, signals, config) -> None:
     from tqdm.auto import tqdm
 
     from guided.video.flow import FlowEstimator
     from guided.video.methods import Guide
     from guided.video.metric import warping_error
 
-    if resumed >= clip.frame_count:
+    if resumed >= video.frame_count:
         return
     estimator = FlowEstimator(config.flow)
     previous_input = previous_output = None
-    bar = tqdm(total=clip.frame_count, initial=resumed, unit="frame", desc=f"video {method.name}",
+    bar = tqdm(total=video.frame_count, initial=resumed, unit="frame", desc=f"video {method.name}",
                disable=not config.progress, file=sys.stderr, dynamic_ncols=True)
     with bar:
         mark = time.perf_counter()
-        for index, frame in clip.frames():
+        for index, frame in video.frames():
             mark = clock.add("decode", mark)
             if index < resumed:  # finished earlier: only the last one is needed, as the previous frame
                 if index == resumed - 1:
@@ -206,7 +206,7 @@ def _frames(clip, method: FrameMethod, work, resumed: int, meter, clock: _Clock,
                            previous_input) if pair else None)
             styled = method(frame, guide)
             if not np.isfinite(styled).all():  # NaN would cast to black frames and a warping error of 0
-                raise NonFiniteError(f"frame {index} of '{clip.path}': {_what(method)} gave NaN or inf values; "
+                raise NonFiniteError(f"frame {index} of '{video.path}': {_what(method)} gave NaN or inf values; "
                                      "nothing was written")
             out = (np.clip(styled, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
             mark = clock.add("method", mark)
@@ -220,47 +220,47 @@ def _frames(clip, method: FrameMethod, work, resumed: int, meter, clock: _Clock,
             bar.update(1)
 
 
-def _finish(clip, method: FrameMethod, work, output: Path, config: VideoConfig, clock: _Clock, started: float,
+def _finish(video, method: FrameMethod, work, output: Path, config: VideoConfig, clock: _Clock, started: float,
             resumed: int) -> VideoResult:
     from guided.io.files import remove_stale_temps
     from guided.video.encode import AudioSpan, inspect_mp4, publish, temp_path, write_mp4
     from guided.video.metric import mean_error
 
-    if work.done < clip.frame_count:
-        raise GuidedError(f"input video '{clip.path}' gave {work.done} of its {clip.frame_count} planned frames "
+    if work.done < video.frame_count:
+        raise GuidedError(f"input video '{video.path}' gave {work.done} of its {video.frame_count} planned frames "
                           "(a damaged file?); nothing was written")
     mark = time.perf_counter()
     remove_stale_temps(output.parent, target=output.name)
     temp = temp_path(output)
-    audio = (AudioSpan(clip.path, clip.origin + clip.start, clip.origin + clip.start + clip.duration)
-             if clip.audio else None)
+    audio = (AudioSpan(video.path, video.origin + video.start, video.origin + video.start + video.duration)
+             if video.audio else None)
     try:
-        count = write_mp4((work.load(i) for i in range(clip.frame_count)), temp, fps=clip.fps,
-                          width=clip.out_width, height=clip.out_height, audio=audio, config=config.encode)
+        count = write_mp4((work.load(i) for i in range(video.frame_count)), temp, fps=video.fps,
+                          width=video.out_width, height=video.out_height, audio=audio, config=config.encode)
         written = inspect_mp4(temp)
-        if (written.frames, written.width, written.height) != (count, clip.out_width, clip.out_height):
+        if (written.frames, written.width, written.height) != (count, video.out_width, video.out_height):
             raise WorkKept(f"the encoded video has {written.frames} frames of {written.width}x{written.height}, "
-                              f"expected {count} of {clip.out_width}x{clip.out_height}; the work folder "
+                              f"expected {count} of {video.out_width}x{video.out_height}; the work folder "
                               f"'{work.folder}' is kept")
         clock.add("encode", mark)
-        records = [work.records[i] for i in range(clip.frame_count)]
+        records = [work.records[i] for i in range(video.frame_count)]
         errors = [r.get("warping_error") for r in records]
         distances = [r.get("style_distance") for r in records]
         result = VideoResult(output, count, mean_error(errors), mean_error(distances),
                              time.perf_counter() - started, resumed, {})
-        result.metadata = _manifest(clip, method, config, result, written, errors, distances, clock)
+        result.metadata = _manifest(video, method, config, result, written, errors, distances, clock)
         publish(temp, output, result.metadata)
     finally:
         temp.unlink(missing_ok=True)
     return result
 
 
-def _manifest(clip, method: FrameMethod, config: VideoConfig, result: VideoResult, written, errors, distances,
+def _manifest(video, method: FrameMethod, config: VideoConfig, result: VideoResult, written, errors, distances,
               clock: _Clock) -> dict:
     from guided.io.manifest import build_manifest
 
     total = sum(clock.seconds.values())
-    parameters = {"input": clip.describe(), "method": method.name, "temporal": method.temporal,
+    parameters = {"input": video.describe(), "method": method.name, "temporal": method.temporal,
                   "method_params": method.params(), "size": config.size, "fps": config.fps, "start": config.start,
                   "end": config.end, "max_frames": config.max_frames,
                   "styles": [str(s) for s in config.styles], "flow": asdict(config.flow),

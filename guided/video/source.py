@@ -1,4 +1,4 @@
-"""Reading a clip: a video file (PyAV), an animated GIF (PyAV's gif demuxer) or a folder of frames.
+"""Reading a video: a video file (PyAV), an animated GIF (PyAV's gif demuxer) or a folder of frames.
 
 `open_video(path, ...)` checks the input once, before any work: it must exist, hold a video stream,
 be no larger than the image cap, and every frame the output needs must decode. It returns a `VideoInput`
@@ -6,8 +6,8 @@ whose `plan` lists, for every output frame, the input frame it shows, from the p
 alone (no decoding), so the frame count is known before the first frame is stylized and a resumed
 run knows exactly which frames are left.
 
-    clip = open_video("in.mp4", size=640, start=1.0, end=3.0)
-    for index, rgb in clip.frames():   # (H, W, 3) uint8, even H and W
+    video = open_video("in.mp4", size=640, start=1.0, end=3.0)
+    for index, rgb in video.frames():   # (H, W, 3) uint8, even H and W
         ...
 """
 from __future__ import annotations
@@ -168,43 +168,43 @@ def open_video(path: str | Path, *, size: int | None = None, fps: float | None =
         raise GuidedError(f"input video '{path}' does not exist")
     rate_given = Fraction(fps).limit_denominator(1001) if fps is not None else None
     if path.is_dir():
-        clip = _open_folder(path, rate_given or FOLDER_FPS, max_side)
+        video = _open_folder(path, rate_given or FOLDER_FPS, max_side)
         resample = None  # --fps names a folder's rate, it does not resample it
     else:
-        clip = _open_file(path, max_side)
+        video = _open_file(path, max_side)
         resample = rate_given
-    clip.out_width, clip.out_height = output_size(clip.width, clip.height, size)
-    if min(clip.out_width, clip.out_height) < 2 or max(clip.out_width, clip.out_height) < MIN_LONG_SIDE:
-        raise GuidedError(f"input video '{path}' is {clip.out_width}x{clip.out_height} px at the output size: "
+    video.out_width, video.out_height = output_size(video.width, video.height, size)
+    if min(video.out_width, video.out_height) < 2 or max(video.out_width, video.out_height) < MIN_LONG_SIDE:
+        raise GuidedError(f"input video '{path}' is {video.out_width}x{video.out_height} px at the output size: "
                           f"too small (at least {MIN_LONG_SIDE} px on the long side and 2 on the short one)")
-    plan, begin = plan_frames(clip.times, clip.fps, fps=resample, start=start, end=end, max_frames=max_frames)
+    plan, begin = plan_frames(video.times, video.fps, fps=resample, start=start, end=end, max_frames=max_frames)
     if not plan:
         span = f"between {start:g} s and {end:g} s" if end is not None else f"after {start:g} s"
         rate = f" at --fps {float(resample):g} (less than one output frame)" if resample is not None else ""
-        raise GuidedError(f"input video '{path}' has no frames {span}{rate} (it is {clip.times[-1]:.3g} s long)")
-    clip.plan, clip.start = plan, begin
+        raise GuidedError(f"input video '{path}' has no frames {span}{rate} (it is {video.times[-1]:.3g} s long)")
+    video.plan, video.start = plan, begin
     if resample is not None:
-        clip.fps = resample
-    _probe(clip)
-    return clip
+        video.fps = resample
+    _probe(video)
+    return video
 
 
-def _probe(clip: VideoInput) -> None:
+def _probe(video: VideoInput) -> None:
     """Decode every input frame the plan needs, once, before any work: a file damaged halfway (a cut-off
     download, a truncated frame of a folder) fails here, not after minutes of stylizing. Decoding is a
     few milliseconds a frame, next to a tenth of a second or more to stylize it."""
-    needed = clip.plan[-1] + 1
-    if clip.kind == "frames":
+    needed = video.plan[-1] + 1
+    if video.kind == "frames":
         from guided.io.images import load_image
 
-        for file in clip.files[:needed]:
+        for file in video.files[:needed]:
             load_image(file, what="frame")
         return
     import av
 
     good = 0
     try:
-        with av.open(str(clip.path)) as container:
+        with av.open(str(video.path)) as container:
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
             for _ in container.decode(stream):
@@ -212,9 +212,9 @@ def _probe(clip: VideoInput) -> None:
                 if good >= needed:
                     return
     except av.FFmpegError as exc:
-        raise GuidedError(f"input video '{clip.path}' is damaged: frame {good + 1} of the {needed} needed does not "
+        raise GuidedError(f"input video '{video.path}' is damaged: frame {good + 1} of the {needed} needed does not "
                           f"decode ({one_line(exc)}); nothing was written") from None
-    raise GuidedError(f"input video '{clip.path}' is damaged: {good} of the {needed} frames needed decode "
+    raise GuidedError(f"input video '{video.path}' is damaged: {good} of the {needed} frames needed decode "
                       "(a truncated file?); nothing was written")
 
 
