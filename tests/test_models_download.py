@@ -82,5 +82,5 @@ def test_serve_falls_back_to_tiny_models_loudly_when_offline(caches, tmp_path, c
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: None)
     monkeypatch.setattr(Stylizer, "load", classmethod(lambda cls, **kw: loaded.update(kw)))
     assert main(["serve", "--no-ui", "--out", str(tmp_path / "o")]) == 0
-    assert loaded["models"] == "tiny"
+    assert loaded["tiny"] is True
     assert "NOTICE: the default models are not on this machine" in capsys.readouterr().err
