@@ -209,7 +209,7 @@ class Stylizer:
 
         `scheduler`: switch the loaded pipeline to this scheduler (None: keep the current one).
         `callback_on_step_end(pipe, step, timestep, callback_kwargs)`: diffusers' per-step hook, passed
-        to the pipeline (`callback_kwargs` holds `latents` and the step's `losses`); an exception it
+        to the pipeline (`callback_kwargs` holds `latents`; `pipe.step_losses` the step's losses); an exception it
         raises ends the run (the web service cancels jobs that way)."""
         import torch
 

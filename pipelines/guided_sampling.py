@@ -195,6 +195,12 @@ class GuidedSamplingMixin:
         self._guidance_models = models
 
     @property
+    def step_losses(self) -> dict[str, float]:
+        """The unweighted guidance terms of the step being run (readable from `callback_on_step_end`,
+        whose `callback_kwargs` hold only the tensors it asked for, as diffusers' contract says)."""
+        return dict(getattr(self, "_step_losses", {}))
+
+    @property
     def native_size(self) -> int:
         """The long side, in pixels, the UNet was built for (its `sample_size` in latents)."""
         return int(self.unet.config.sample_size) * self.vae_scale_factor
@@ -276,10 +282,11 @@ class GuidedSamplingMixin:
             device=device, dtype=dtype)
 
     def _step_callback(self, callback, tensor_inputs, step: int, t, local: dict, record: dict, objective) -> dict:
-        """`callback_on_step_end(pipe, step, t, kwargs)` as diffusers calls it, the step's unweighted losses
-        added as `kwargs["losses"]`; returns `local` with the tensors the callback replaced."""
+        """`callback_on_step_end(pipe, step, t, kwargs)` as diffusers calls it (`kwargs`: the requested
+        tensors only), the step's unweighted losses in `pipe.step_losses`; returns `local` with the
+        tensors the callback replaced."""
         kwargs = {k: local[k] for k in tensor_inputs}
-        kwargs["losses"] = {k: v for k, v in record.items() if k in objective.available_terms}
+        self._step_losses = {k: v for k, v in record.items() if k in objective.available_terms}
         outputs = callback(self, step, t, kwargs) or {}
         return {k: outputs.pop(k, v) for k, v in local.items()}
 

@@ -89,8 +89,8 @@ class GuidedStableDiffusionImg2ImgPipeline(GuidedSamplingMixin, StableDiffusionI
             guidance_models: `guided.guidance.objective.GuidanceModels` (CLIP, VGG, tiny decoder).
             preserve_color: keep the photo's colours (luminance-only result).
 
-        `callback_on_step_end(pipe, step, timestep, callback_kwargs)` also receives
-        `callback_kwargs["losses"]`, the step's unweighted term values.
+        `callback_on_step_end(pipe, step, timestep, callback_kwargs)` can read `pipe.step_losses`, the
+        step's unweighted term values.
         """
         guidance = guidance_config(guidance)
         callback_on_step_end_tensor_inputs = list(callback_on_step_end_tensor_inputs)

@@ -110,8 +110,8 @@ class GuidedStableDiffusionXLImg2ImgPipeline(GuidedSamplingMixin, StableDiffusio
             guidance_models: `guided.guidance.objective.GuidanceModels` (CLIP, VGG, TAESDXL decoder).
             preserve_color: keep the photo's colours (luminance-only result).
 
-        `callback_on_step_end(pipe, step, timestep, callback_kwargs)` also receives
-        `callback_kwargs["losses"]`, the step's unweighted term values.
+        `callback_on_step_end(pipe, step, timestep, callback_kwargs)` can read `pipe.step_losses`, the
+        step's unweighted term values.
         """
         guidance = guidance_config(guidance)
         callback_on_step_end_tensor_inputs = list(callback_on_step_end_tensor_inputs)

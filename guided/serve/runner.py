@@ -115,7 +115,7 @@ class Runner:
 
         def on_step(pipe, i, t, kwargs):
             total = getattr(pipe, "_num_timesteps", None)
-            self._step(record, control, i + 1, total, kwargs.get("losses", {}),
+            self._step(record, control, i + 1, total, pipe.step_losses,
                        lambda: latents_preview(kwargs["latents"]))
             return {}
 
