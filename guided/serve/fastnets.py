@@ -75,7 +75,7 @@ class FastNets:
         return result.image, result.metadata
 
     def public(self, message: str, name: str) -> str:
-        """`message` with this folder's paths replaced by the network's name and `--nets`."""
-        for folder in {str(self.folder), str(Path(self.folder).resolve())}:
-            message = message.replace(f"{folder}/{name}", name).replace(folder, "--nets")
-        return message
+        """`message` with this folder's paths replaced by the network's name and `--nets` (the folder is
+        kept resolved, and networks are loaded from inside it, so that is the one spelling to replace)."""
+        folder = str(self.folder)
+        return message.replace(f"{folder}/{name}", name).replace(folder, "--nets")
